@@ -1,0 +1,86 @@
+# dpu.offload: every entry point a person or CI uses. `make help` lists them.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+INVENTORY ?= inventories/lab
+# ansible-test wants the tree at .../ansible_collections/dpu/offload, outside
+# any other git checkout.
+ATEST_ROOT ?= $(or $(TMPDIR),/tmp)/dpu-offload-ansible-test
+ATEST_DIR := $(ATEST_ROOT)/ansible_collections/dpu/offload
+ATEST_PY ?= 3.11
+
+.PHONY: help venv demo test unit lint sanity units molecule changelog-lint importer \
+	build lab-up lab-down lab-image lab-clean bench-rexec bench-mounts clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
+
+$(VENV)/.stamp: requirements.txt tools/ansible-test-pip-seed.sh
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
+	mkdir -p .build/collections/ansible_collections/dpu
+	ln -sfn ../../../.. .build/collections/ansible_collections/dpu/offload
+	tools/ansible-test-pip-seed.sh $(BIN)/python
+	touch $@
+
+venv: $(VENV)/.stamp ## virtualenv with the pinned dependencies
+
+demo: venv lab-up ## bring the lab up, deploy the offload, show what it did
+	ansible-playbook playbooks/offload.yml -i $(INVENTORY)
+	ansible-playbook playbooks/verify.yml -i $(INVENTORY)
+
+test: venv unit lint changelog-lint sanity units importer molecule ## everything CI checks
+
+unit: venv ## plain pytest suites (rexec, lab tooling)
+	pytest -q tests/rexec tests/lab
+
+lint: venv ## ansible-lint, production profile
+	ansible-lint --profile production
+
+changelog-lint: venv
+	antsibull-changelog lint
+
+$(ATEST_DIR): FORCE
+	rm -rf $(ATEST_DIR) && mkdir -p $(ATEST_DIR)
+	git ls-files -co --exclude-standard | tar -cf - -T - | tar -C $(ATEST_DIR) -xf -
+FORCE:
+
+sanity: venv $(ATEST_DIR) ## ansible-test sanity, empty ignore files
+	cd $(ATEST_DIR) && ansible-test sanity --color no --requirements
+
+units: venv $(ATEST_DIR) ## ansible-test units for modules and module_utils
+	cd $(ATEST_DIR) && ansible-test units --color no --requirements --python $(ATEST_PY)
+
+build: venv ## collection tarball in .build/
+	ansible-galaxy collection build --force --output-path .build/dist .
+
+importer: build ## galaxy-importer on the built tarball
+	cd .build/dist && python -m galaxy_importer.main dpu-offload-*.tar.gz
+
+molecule: venv lab-image ## molecule test, every scenario
+	molecule test --all
+
+lab-image: venv ## Docker engine running and the lab base image built (once)
+	lab/lab.sh image
+
+lab-up: venv ## create/start the lab containers from inventories/lab
+	ansible-playbook lab/lab.yml -i $(INVENTORY)
+
+lab-down: venv ## remove the lab containers and network (only the project's)
+	ansible-playbook lab/lab.yml -i $(INVENTORY) -e lab_state=absent
+
+lab-clean: lab-down ## lab-down, then remove the lab base image too
+	lab/lab.sh rmi
+
+bench-rexec: venv ## rexec against OpenSSH on loopback
+	python bench/bench_rexec.py
+
+bench-mounts: venv ## idempotent qtfs_mount pass over 40 mounts
+	python bench/bench_mounts.py
+
+clean: ## remove the virtualenv and build output (not the lab)
+	rm -rf $(VENV) .build $(ATEST_ROOT)

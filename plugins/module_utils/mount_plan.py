@@ -1,0 +1,718 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the dpu.offload collection
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Deciding and carrying out mount changes for dpu.offload.qtfs_mount.
+
+The work is split in three steps, all plain functions or small classes
+with no AnsibleModule in sight, so tests drive them directly:
+
+1. normalize_specs(): validate the requested items (shape only).
+2. plan_mounted() / plan_unmounted(): compare with one MountTable read from
+   mountinfo and decide an action per item; all checks that can fail are
+   made here, before anything is touched.
+3. apply_plan(): run mount/umount through a runner callable, rolling back
+   the mounts made by this call when a later item fails.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import errno
+import os
+
+from ansible_collections.dpu.offload.plugins.module_utils.mountinfo import (
+    MountTable,
+    bind_identity,
+    cgroup_controllers,
+    is_under,
+    split_opts,
+    vfs_option_mismatches,
+)
+
+FILESYSTEMS_PATH = '/proc/filesystems'
+
+# Types whose source field is only a label: it is not compared.
+PSEUDO_FSTYPES = frozenset([
+    'proc', 'sysfs', 'devtmpfs', 'tmpfs', 'cgroup', 'cgroup2', 'devpts',
+    'mqueue', 'securityfs', 'debugfs', 'tracefs', 'hugetlbfs', 'pstore',
+    'bpf', 'configfs', 'fusectl', 'binfmt_misc', 'ramfs', 'overlay',
+])
+
+# fstype values that mean "bind mount" when the options say bind.
+BIND_FSTYPES = frozenset(['none', 'bind', ''])
+
+# Where mount(8) looks for /sbin/mount.<type> helpers.
+MOUNT_HELPER_DIRS = ('/sbin', '/sbin/fs.d', '/sbin/fs', '/usr/sbin')
+
+
+class MountError(Exception):
+    """A problem found while validating or planning; nothing was changed."""
+
+
+def normalize_path(path):
+    """Normalise an absolute path; collapse duplicate and trailing slashes."""
+    path = os.path.normpath(path)
+    if path.startswith('//'):
+        path = '/' + path.lstrip('/')
+    return path
+
+
+def normalize_remote_source(src):
+    """Normalise a qtfs/sshfs source for comparison: trailing slashes go."""
+    if src is None:
+        return None
+    if ':' in src and not src.startswith('/'):
+        host, _sep, rpath = src.partition(':')
+        if rpath not in ('', '/'):
+            rpath = rpath.rstrip('/') or '/'
+        return host + ':' + rpath
+    if src.startswith('/'):
+        return normalize_path(src)
+    return src
+
+
+def read_filesystems(path=FILESYSTEMS_PATH):
+    """Filesystem types registered in the kernel, from /proc/filesystems."""
+    types = set()
+    try:
+        with open(path) as f:
+            for line in f:
+                words = line.split()
+                if words:
+                    types.add(words[-1])
+    except (IOError, OSError):
+        return None
+    return types
+
+
+def find_mount_helper(fstype, dirs=MOUNT_HELPER_DIRS):
+    for d in dirs:
+        candidate = os.path.join(d, 'mount.' + fstype)
+        if os.path.exists(candidate):
+            return candidate
+    return None
+
+
+class MountSpec:
+    """One requested mount, validated and normalised."""
+
+    def __init__(self, index, path, src, fstype, opts):
+        self.index = index
+        self.path = path
+        self.src = src
+        self.fstype = fstype
+        self.opts = opts
+
+    @property
+    def is_bind(self):
+        return 'bind' in self.opts or 'rbind' in self.opts
+
+    @property
+    def kind(self):
+        if self.is_bind:
+            return 'bind'
+        if self.fstype == 'qtfs':
+            return 'qtfs'
+        if self.fstype.startswith('fuse.'):
+            return 'fuse'
+        if self.fstype == 'cgroup':
+            return 'cgroup'
+        if self.fstype in PSEUDO_FSTYPES:
+            return 'pseudo'
+        return 'other'
+
+    def label(self):
+        return 'item %d (%s)' % (self.index, self.path)
+
+    def describe(self):
+        if self.is_bind:
+            text = 'bind %s' % self.src
+        else:
+            text = '%s %s' % (self.fstype, self.src)
+        if self.opts:
+            text += ' (%s)' % ','.join(self.opts)
+        return text
+
+    def mount_command(self, mount_bin='mount'):
+        """Argument list for mount(8); never a shell string."""
+        if self.is_bind:
+            return [mount_bin, '-o', ','.join(self.opts), self.src, self.path]
+        args = [mount_bin]
+        if self.kind == 'qtfs':
+            # The qtfs "device" is a path on the HOST: hand it to the kernel
+            # exactly as given so mountinfo shows the same string.
+            args.append('--no-canonicalize')
+        args += ['-t', self.fstype]
+        if self.opts:
+            args += ['-o', ','.join(self.opts)]
+        args += [self.src, self.path]
+        return args
+
+    def to_result(self):
+        return {
+            'path': self.path,
+            'src': self.src,
+            'fstype': 'none' if self.is_bind else self.fstype,
+            'opts': ','.join(self.opts),
+        }
+
+
+def normalize_specs(items, default_fstype='qtfs', require_src=True):
+    """Validate raw items (dicts with path/src/fstype/opts) into MountSpecs.
+
+    Raises MountError listing every problem found.
+    """
+    problems = []
+    specs = []
+    seen = {}
+    for index, raw in enumerate(items):
+        path = raw.get('path')
+        src = raw.get('src')
+        fstype = raw.get('fstype')
+        opts = split_opts(raw.get('opts'))
+        where = 'item %d' % index
+        if not path:
+            problems.append('%s: path is required' % where)
+            continue
+        if not os.path.isabs(path):
+            problems.append('%s: path %r is relative; give an absolute mount point' % (where, path))
+            continue
+        path = normalize_path(path)
+        where = 'item %d (%s)' % (index, path)
+        if path == '/':
+            problems.append('%s: refusing to manage a mount on /' % where)
+            continue
+        if path in seen:
+            problems.append('%s: path is listed twice (also item %d); mounting twice on one point '
+                            'hides the first mount, so each point may appear once' % (where, seen[path]))
+            continue
+        seen[path] = index
+        is_bind = 'bind' in opts or 'rbind' in opts
+        if fstype is None:
+            fstype = 'none' if is_bind else default_fstype
+        if is_bind:
+            if fstype not in BIND_FSTYPES:
+                problems.append('%s: opts say bind but fstype is %r; use fstype none (or leave it out) '
+                                'for a bind mount' % (where, fstype))
+                continue
+            fstype = 'none'
+            if 'bind' in opts and 'rbind' in opts:
+                problems.append('%s: give bind or rbind, not both' % where)
+                continue
+            # bind/rbind first, as mount(8) expects nothing special but it reads better
+            flag = 'rbind' if 'rbind' in opts else 'bind'
+            opts = [flag] + [o for o in opts if o not in ('bind', 'rbind')]
+            if require_src and not src:
+                problems.append('%s: a bind mount needs src (the directory or file to bind)' % where)
+                continue
+            if src and not os.path.isabs(src):
+                problems.append('%s: bind source %r is relative; give an absolute path' % (where, src))
+                continue
+            if src:
+                src = normalize_path(src)
+        elif fstype in BIND_FSTYPES:
+            problems.append('%s: fstype %r without opts bind; add opts: bind for a bind mount, '
+                            'or name the filesystem type' % (where, fstype))
+            continue
+        else:
+            if fstype == 'sshfs':
+                fstype = 'fuse.sshfs'
+            if not src:
+                if fstype in PSEUDO_FSTYPES:
+                    src = fstype
+                elif require_src:
+                    if fstype == 'qtfs':
+                        hint = 'the absolute path on the HOST to share'
+                    elif fstype.startswith('fuse.'):
+                        hint = 'e.g. user@host:/path'
+                    else:
+                        hint = 'the device or remote path'
+                    problems.append('%s: src is required for fstype %s (%s)' % (where, fstype, hint))
+                    continue
+            if fstype == 'qtfs' and src and not src.startswith('/'):
+                problems.append('%s: a qtfs src is an absolute path on the HOST, got %r' % (where, src))
+                continue
+        specs.append(MountSpec(index, path, src, fstype, opts))
+    if problems:
+        raise MountError('; '.join(problems))
+    return specs
+
+
+def compare(spec, entry, table, realpath=os.path.realpath):
+    """Differences between the requested spec and the mount entry (empty when same)."""
+    diffs = []
+    kind = spec.kind
+    if kind == 'bind':
+        wanted = bind_identity(table, realpath(spec.src))
+        have = (entry.device, entry.root)
+        if wanted is None:
+            diffs.append('cannot find the mount holding %s' % spec.src)
+        elif wanted != have:
+            diffs.append('bind of device %s root %s, expected device %s root %s (from %s)'
+                         % (have[0], have[1], wanted[0], wanted[1], spec.src))
+    else:
+        if entry.fstype != spec.fstype:
+            diffs.append('fstype %s, expected %s' % (entry.fstype, spec.fstype))
+        elif kind in ('qtfs', 'fuse'):
+            if normalize_remote_source(entry.source) != normalize_remote_source(spec.src):
+                diffs.append('source %s, expected %s' % (entry.source, spec.src))
+        elif kind == 'cgroup':
+            wanted = cgroup_controllers(spec.opts)
+            if wanted:
+                have = cgroup_controllers(entry.super_opt_list())
+                if have != wanted:
+                    diffs.append('cgroup controllers %s, expected %s'
+                                 % (','.join(sorted(have)) or '(none)', ','.join(sorted(wanted))))
+        elif kind == 'other' and spec.src and spec.src.startswith('/'):
+            if normalize_path(realpath(spec.src)) != normalize_path(realpath(entry.source)) \
+                    and entry.source != spec.src:
+                diffs.append('source %s, expected %s' % (entry.source, spec.src))
+        if kind == 'qtfs' and not diffs:
+            # qtfs does not print its "proc" flag today; compare only when the
+            # kernel reports it, so an unreported flag never causes churn.
+            if 'proc' in entry.super_opt_list() and 'proc' not in spec.opts:
+                diffs.append('qtfs mounted with proc, not requested')
+    bad = vfs_option_mismatches(spec.opts, entry)
+    if bad:
+        diffs.append('options %s not in effect (mount options %s)' % (','.join(bad), entry.mount_opts))
+    return diffs
+
+
+def _existing_ancestor(path):
+    probe = path
+    while not os.path.lexists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    return probe
+
+
+def symlink_problem(path):
+    """Message when path (or a parent of it) is a symlink, else None.
+
+    mount(8) follows symlinks in the target; a symlink inside a chroot tree
+    such as /another_rootfs/var/run -> /run would land the mount on the
+    machine's own /run.
+    """
+    anchor = _existing_ancestor(path)
+    real = os.path.realpath(anchor)
+    if real != anchor:
+        return ('mount point %s resolves through a symlink (%s -> %s); mount would follow it. '
+                'Give the resolved path, or replace the symlink with a directory'
+                % (path, anchor, real))
+    return None
+
+
+class Action:
+    """The decision for one item."""
+
+    def __init__(self, spec, action, reason='', existing=None, make=None, unmount=None):
+        self.spec = spec
+        self.action = action          # mount | remount | unchanged | unmount
+        self.reason = reason
+        self.existing = existing or []  # MountEntry list at the point (bottom first)
+        self.make = make              # None | 'dir' | 'file': mount point to create
+        self.unmount = unmount or []  # mount points to unmount, in order
+        self.deferred = False         # checks postponed: the parent is mounted by this call
+        self.recursive = None         # point whose whole subtree is unmounted
+        self.outcome = None
+        self.detail = None
+
+    @property
+    def changes(self):
+        return self.action != 'unchanged'
+
+    def result(self, check_mode=False):
+        res = self.spec.to_result()
+        outcome = self.outcome
+        if outcome is None:
+            if self.action == 'unchanged':
+                outcome = 'unchanged'
+            elif check_mode:
+                outcome = 'would_' + self.action
+            else:
+                outcome = 'skipped'
+        res['action'] = outcome
+        res['previous'] = [e.describe() for e in self.existing]
+        res['unmounted'] = list(self.unmount)
+        res['reason'] = self.reason
+        if self.detail:
+            res['detail'] = self.detail
+        return res
+
+
+def plan_mounted(specs, table, filesystems=None, create_path=True, remount_on_mismatch=False,
+                 check_mode=False, realpath=os.path.realpath):
+    """Decide what state=mounted does for each spec, in list order.
+
+    Returns (actions, warnings). Raises MountError naming every blocking problem.
+    """
+    problems = []
+    warnings = []
+    actions = []
+    fresh = []  # points mounted by this call: everything below them starts empty
+
+    # A later item must not hide an earlier one.
+    for i, earlier in enumerate(specs):
+        for later in specs[i + 1:]:
+            if is_under(earlier.path, later.path) and earlier.path != later.path:
+                problems.append('%s would hide %s listed before it; list parent mount points '
+                                'before the mounts below them' % (later.label(), earlier.label()))
+
+    fs_cache = {}
+
+    def registered():
+        if 'types' not in fs_cache:
+            fs_cache['types'] = filesystems() if callable(filesystems) else filesystems
+        return fs_cache['types']
+
+    def not_mountable(spec):
+        """Problem text when spec cannot be mounted (checked only when a mount is needed)."""
+        kind = spec.kind
+        if kind not in ('qtfs', 'fuse'):
+            return None
+        types = registered()
+        base = 'fuse' if kind == 'fuse' else spec.fstype
+        msg = None
+        if types is not None and base not in types:
+            if kind == 'qtfs':
+                msg = ('%s: filesystem type qtfs is not registered in /proc/filesystems; '
+                       'qtfs.ko must be loaded first (for example with dpu.offload.kmod)'
+                       % spec.label())
+            else:
+                msg = ('%s: filesystem type fuse is not registered in /proc/filesystems'
+                       % spec.label())
+        elif kind == 'fuse' and find_mount_helper(spec.fstype) is None:
+            msg = ('%s: no mount helper /sbin/mount.%s; install the package that provides it '
+                   '(sshfs for fuse.sshfs)' % (spec.label(), spec.fstype))
+        if msg and check_mode:
+            warnings.append(msg + ' (check mode: assuming an earlier task provides it)')
+            return None
+        return msg
+
+    for spec in specs:
+        parent_fresh = [p for p in fresh if is_under(spec.path, p)]
+        if parent_fresh:
+            act = Action(spec, 'mount', reason='%s is mounted by this call' % parent_fresh[-1],
+                         make='dir')
+            act.deferred = True
+            if spec.is_bind:
+                src_fresh = any(is_under(spec.src, p) for p in fresh)
+                if not src_fresh:
+                    if not os.path.exists(spec.src):
+                        problems.append('%s: bind source %s does not exist' % (spec.label(), spec.src))
+                        continue
+                    act.make = 'dir' if os.path.isdir(spec.src) else 'file'
+            if not create_path:
+                act.make = None
+            problem = not_mountable(spec)
+            if problem:
+                problems.append(problem)
+                continue
+            actions.append(act)
+            fresh.append(spec.path)
+            continue
+
+        entry = table.top(spec.path)
+        if spec.is_bind and not any(is_under(spec.src, p) for p in fresh):
+            if not os.path.exists(spec.src):
+                msg = '%s: bind source %s does not exist' % (spec.label(), spec.src)
+                if check_mode and entry is None:
+                    warnings.append(msg + ' (check mode: assuming an earlier task creates it)')
+                else:
+                    problems.append(msg)
+                    continue
+
+        if entry is not None:
+            diffs = compare(spec, entry, table, realpath=realpath)
+            if not diffs:
+                actions.append(Action(spec, 'unchanged', existing=table.stack(spec.path)))
+                continue
+            stack = table.stack(spec.path)
+            if not remount_on_mismatch:
+                problems.append('%s: %s is mounted there (%s), not the requested %s; unmount it '
+                                'or set remount_on_mismatch: true to replace it'
+                                % (spec.label(), entry.describe(), '; '.join(diffs), spec.describe()))
+                continue
+            # Unmount everything visible at and below the point, deepest first.
+            below = [e for e in table.under(spec.path, include_hidden=False)
+                     if e.mountpoint != spec.path and table.visible(e)]
+            order = sorted(set(e.mountpoint for e in below), key=lambda p: (-p.count('/'), p))
+            order = order + [spec.path] * len(stack)
+            act = Action(spec, 'remount', reason='; '.join(diffs), existing=stack, unmount=order)
+            problem = not_mountable(spec)
+            if problem:
+                problems.append(problem)
+                continue
+            actions.append(act)
+            fresh.append(spec.path)
+            continue
+
+        # Nothing mounted there: mount point checks.
+        problem = symlink_problem(spec.path)
+        if problem:
+            problems.append('%s: %s' % (spec.label(), problem))
+            continue
+        make = None
+        if not os.path.lexists(spec.path):
+            if not create_path:
+                problems.append('%s: mount point does not exist and create_path is false' % spec.label())
+                continue
+            make = 'dir'
+            if spec.is_bind and os.path.exists(spec.src) and not os.path.isdir(spec.src):
+                make = 'file'
+        elif spec.is_bind and os.path.exists(spec.src):
+            if os.path.isdir(spec.src) != os.path.isdir(spec.path):
+                problems.append('%s: bind source %s is a %s but the mount point is a %s'
+                                % (spec.label(), spec.src,
+                                   'directory' if os.path.isdir(spec.src) else 'file',
+                                   'directory' if os.path.isdir(spec.path) else 'file'))
+                continue
+        hidden = [e.mountpoint for e in table.under(spec.path, include_hidden=False)
+                  if e.mountpoint != spec.path and table.visible(e)]
+        problem = not_mountable(spec)
+        if problem:
+            problems.append(problem)
+            continue
+        if hidden:
+            warnings.append('%s: mounting hides mounts already below it: %s'
+                            % (spec.label(), ', '.join(sorted(set(hidden)))))
+        actions.append(Action(spec, 'mount', reason='not mounted', make=make))
+        fresh.append(spec.path)
+
+    if problems:
+        raise MountError('; '.join(problems))
+    return actions, warnings
+
+
+def _lookup_point(table, path):
+    """Mount point string as the table knows it (resolving symlinks if needed)."""
+    if path in table.by_point:
+        return path
+    if os.path.lexists(path):
+        real = os.path.realpath(path)
+        if real in table.by_point:
+            return real
+    return path
+
+
+def plan_unmounted(specs, table, recursive=False):
+    """Decide what state=unmounted does, processing items in reverse order.
+
+    Returns (actions, warnings); raises MountError when a point has mounts
+    below it that nothing in the request would unmount first.
+    """
+    problems = []
+    actions = []
+    handled = []  # points unmounted by items processed earlier (later in the list)
+    for spec in reversed(specs):
+        point = _lookup_point(table, spec.path)
+        if recursive:
+            entries = table.under(point)
+            if not entries:
+                actions.append(Action(spec, 'unchanged', reason='nothing mounted at or below'))
+                continue
+            # deepest first, newest first at one depth
+            ordered = sorted(entries, key=lambda e: (-e.mountpoint.count('/'), -e.index))
+            act = Action(spec, 'unmount', reason='recursive', existing=table.stack(point),
+                         unmount=[e.mountpoint for e in ordered])
+            act.recursive = point
+            actions.append(act)
+            handled.append(point)
+            continue
+        stack = table.stack(point)
+        if not stack:
+            actions.append(Action(spec, 'unchanged', reason='not mounted'))
+            continue
+        nested = [e.mountpoint for e in table.under(point, include_hidden=False)
+                  if e.mountpoint != point and table.visible(e)
+                  and not any(is_under(e.mountpoint, h) for h in handled)]
+        if nested:
+            problems.append('%s: mounts below it would keep it busy: %s; list them too, after it, '
+                            'or set recursive: true' % (spec.label(), ', '.join(sorted(set(nested)))))
+            continue
+        actions.append(Action(spec, 'unmount', reason='%d layer(s)' % len(stack), existing=stack,
+                              unmount=[point] * len(stack)))
+        handled.append(point)
+    if problems:
+        raise MountError('; '.join(problems))
+    return actions, []
+
+
+class ApplyError(Exception):
+    def __init__(self, msg, failed_index):
+        super(ApplyError, self).__init__(msg)
+        self.msg = msg
+        self.failed_index = failed_index
+
+
+def _make_mount_point(path, make, mode=0o755):
+    if make is None or os.path.lexists(path):
+        return
+    if make == 'file':
+        parent = os.path.dirname(path)
+        if not os.path.isdir(parent):
+            os.makedirs(parent, mode)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.close(fd)
+    else:
+        try:
+            os.makedirs(path, mode)
+        except OSError as e:
+            if e.errno != errno.EEXIST:
+                raise
+
+
+def _command_error(args, rc, out, err):
+    text = (err or '').strip() or (out or '').strip() or 'no output'
+    return '%s failed (rc=%d): %s' % (' '.join(args), rc, text)
+
+
+def _unmount_tree(point, run, read_table, umount_bin, limit):
+    """Unmount every mount at or below point, deepest first, re-reading the
+    table after each round so mounts revealed by an unmount are seen too."""
+    done = []
+    for _round in range(limit):
+        table = read_table()
+        visible = [e for e in table.under(point, include_hidden=False) if table.visible(e)]
+        if not visible:
+            return done
+        for mp in sorted(set(e.mountpoint for e in visible), key=lambda p: (-p.count('/'), p)):
+            args = [umount_bin, mp]
+            rc, out, err = run(args)
+            if rc != 0:
+                raise ApplyError(_command_error(args, rc, out, err) + (
+                    '; already unmounted: %s' % ', '.join(done) if done else ''), None)
+            done.append(mp)
+    raise ApplyError('mounts remain below %s after %d rounds of unmounting' % (point, limit), None)
+
+
+def apply_plan(actions, run, mount_bin='mount', umount_bin='umount', create_mode=0o755,
+               rollback=True, read_table=None):
+    """Carry out the planned actions in order.
+
+    run(args) -> (rc, stdout, stderr). Every action gets an outcome. On a
+    failure the mounts this call made are unmounted again in reverse order
+    and ApplyError is raised.
+    """
+    mounted_here = []  # actions whose mount is in place thanks to this call
+    for act in actions:
+        if act.action == 'unchanged':
+            act.outcome = 'unchanged'
+            continue
+        try:
+            if act.recursive is not None:
+                if read_table is None:
+                    raise ApplyError('internal error: recursive unmount needs read_table', act.spec.index)
+                try:
+                    act.unmount = _unmount_tree(act.recursive, run, read_table, umount_bin,
+                                                limit=len(act.unmount) + 2)
+                except ApplyError as e:
+                    raise ApplyError(e.msg, act.spec.index)
+            elif act.action in ('unmount', 'remount'):
+                for point in act.unmount:
+                    args = [umount_bin, point]
+                    rc, out, err = run(args)
+                    if rc != 0:
+                        raise ApplyError(_command_error(args, rc, out, err), act.spec.index)
+            if act.action in ('mount', 'remount'):
+                spec = act.spec
+                if act.deferred:
+                    problem = symlink_problem(spec.path)
+                    if problem:
+                        raise ApplyError(problem, spec.index)
+                    if spec.is_bind and not os.path.exists(spec.src):
+                        raise ApplyError('bind source %s does not exist' % spec.src, spec.index)
+                    if act.make and spec.is_bind and not os.path.isdir(spec.src):
+                        act.make = 'file'
+                if act.make is None and not os.path.lexists(spec.path):
+                    raise ApplyError('mount point %s does not exist and create_path is false'
+                                     % spec.path, spec.index)
+                try:
+                    _make_mount_point(spec.path, act.make, create_mode)
+                except (IOError, OSError) as e:
+                    raise ApplyError('cannot create mount point %s: %s' % (spec.path, e), spec.index)
+                args = spec.mount_command(mount_bin)
+                rc, out, err = run(args)
+                if rc != 0:
+                    raise ApplyError(_command_error(args, rc, out, err), spec.index)
+                mounted_here.append(act)
+            act.outcome = {'mount': 'mounted', 'remount': 'remounted', 'unmount': 'unmounted'}[act.action]
+        except ApplyError as e:
+            act.outcome = 'failed'
+            act.detail = e.msg
+            notes = []
+            if rollback:
+                for done in reversed(mounted_here):
+                    args = [umount_bin, done.spec.path]
+                    rc, out, err = run(args)
+                    if rc == 0:
+                        done.outcome = 'rolled_back'
+                        if done.action == 'remount':
+                            done.detail = ('new mount removed; the mount it replaced (%s) was not restored'
+                                           % ', '.join(x.describe() for x in done.existing))
+                    else:
+                        done.detail = 'rollback failed: ' + _command_error(args, rc, out, err)
+                        notes.append(done.spec.path)
+            msg = '%s: %s' % (act.spec.label(), e.msg)
+            if mounted_here and rollback:
+                msg += '; rolled back the mounts made by this call: %s' % ', '.join(
+                    d.spec.path for d in reversed(mounted_here) if d.outcome == 'rolled_back')
+                if notes:
+                    msg += '; could NOT roll back: %s' % ', '.join(notes)
+            finished = [d.spec.path for d in actions if d.outcome == 'unmounted']
+            if finished:
+                msg += '; already unmounted by this call: %s' % ', '.join(finished)
+            raise ApplyError(msg, e.failed_index)
+    return actions
+
+
+def describe_points(table, paths):
+    """Text listing of what is mounted on each path (stack bottom first)."""
+    lines = []
+    for path in paths:
+        stack = table.stack(path)
+        if not stack:
+            lines.append('%s: not mounted' % path)
+        for e in stack:
+            lines.append('%s: %s' % (path, e.describe()))
+    return '\n'.join(lines) + ('\n' if lines else '')
+
+
+def predict_points(table, actions, paths):
+    """Text listing as describe_points would give after the actions (check mode)."""
+    planned = {}
+    removed = set()
+    for act in actions:
+        if act.action in ('unmount', 'remount'):
+            removed.update(act.unmount)
+        if act.action in ('mount', 'remount'):
+            planned[act.spec.path] = act.spec
+    lines = []
+    for path in paths:
+        if path in planned:
+            lines.append('%s: %s' % (path, planned[path].describe()))
+            continue
+        stack = [] if path in removed else table.stack(path)
+        if not stack:
+            lines.append('%s: not mounted' % path)
+        for e in stack:
+            lines.append('%s: %s' % (path, e.describe()))
+    return '\n'.join(lines) + ('\n' if lines else '')
+
+
+def affected_points(actions):
+    points = []
+    for act in actions:
+        if act.action == 'unchanged':
+            continue
+        for p in [act.spec.path] + list(act.unmount):
+            if p not in points:
+                points.append(p)
+    return points
+
+
+def load_table(path=None):
+    return MountTable.from_file(path) if path else MountTable.from_file()

@@ -1,0 +1,433 @@
+# Copyright (c) dpu.offload contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Pieces shared by the rexec client and rexec_server.
+
+Wire protocol version 1 (see docs/rexec-protocol.md), address parsing, TLS
+contexts and a non-blocking framed connection that works the same over plain
+sockets and over TLS (an ssl.SSLObject driven through memory BIOs, so one
+thread can multiplex the socket with pipes using poll()).
+
+Python 3.9+ standard library only; kept cheap to import because the client's
+start-up time matters.
+"""
+
+import os
+import socket
+import ssl
+
+VERSION = 1
+MAGIC = b"REXEC"
+HELLO_PAYLOAD = MAGIC + bytes((VERSION,))
+
+# Frame types.
+T_HELLO = 0x01
+T_REQUEST = 0x02
+T_PID = 0x03
+T_STDIN = 0x10
+T_STDOUT = 0x11
+T_STDERR = 0x12
+T_EOF = 0x13
+T_ACK = 0x14
+T_SIGNAL = 0x20
+T_EXIT = 0x30
+T_ERROR = 0x31
+T_NOTICE = 0x32
+
+HEADER_LEN = 5
+MAX_DATA = 1 << 20          # STDIN / STDOUT / STDERR payload limit
+MAX_REQUEST = 4 << 20       # REQUEST payload limit (argv + env + cwd)
+MAX_CONTROL = 4096          # every other frame
+CHUNK = 256 * 1024          # read size for pipes and sockets
+STDIN_WINDOW = 2 << 20      # unacknowledged STDIN bytes a client may have in flight
+
+# Frames each side accepts, with their payload limits.
+FROM_CLIENT = {
+    T_HELLO: MAX_CONTROL, T_REQUEST: MAX_REQUEST, T_STDIN: MAX_DATA,
+    T_EOF: MAX_CONTROL, T_SIGNAL: MAX_CONTROL,
+}
+FROM_SERVER = {
+    T_HELLO: MAX_CONTROL, T_PID: MAX_CONTROL, T_STDOUT: MAX_DATA, T_STDERR: MAX_DATA,
+    T_EOF: MAX_CONTROL, T_ACK: MAX_CONTROL, T_EXIT: MAX_CONTROL, T_ERROR: MAX_CONTROL,
+    T_NOTICE: MAX_CONTROL,
+}
+STREAMED = frozenset((T_STDIN, T_STDOUT, T_STDERR))
+
+# Exit kinds in an EXIT frame.
+EXIT_CODE = 0
+EXIT_SIGNAL = 1
+
+# Signals a client may ask for, by name (numbers differ between architectures).
+SIGNAL_NAMES = ("HUP", "INT", "QUIT", "KILL", "USR1", "USR2", "TERM", "CONT", "STOP", "TSTP", "WINCH", "ALRM")
+
+DEFAULT_PORT = 7777
+
+
+class ProtocolError(Exception):
+    """The peer sent something that is not valid protocol version 1."""
+
+
+class ConnectionLost(Exception):
+    """The peer closed the connection or the socket failed."""
+
+
+def frame(ftype, payload=b""):
+    """Encode one frame: type byte, 32-bit big-endian length, payload."""
+    return bytes((ftype,)) + len(payload).to_bytes(4, "big") + payload
+
+
+def header(ftype, length):
+    """Encode only a frame header (the payload is sent separately)."""
+    return bytes((ftype,)) + length.to_bytes(4, "big")
+
+
+def _put_str(parts, value):
+    parts.append(len(value).to_bytes(4, "big"))
+    parts.append(value)
+
+
+def encode_request(argv, env, cwd):
+    """REQUEST payload: argc, envc, then cwd, argv[], env[] as length-prefixed byte strings."""
+    parts = [len(argv).to_bytes(4, "big"), len(env).to_bytes(4, "big")]
+    _put_str(parts, cwd)
+    for arg in argv:
+        _put_str(parts, arg)
+    for entry in env:
+        _put_str(parts, entry)
+    return b"".join(parts)
+
+
+def decode_request(payload):
+    """Inverse of encode_request(); returns (argv, env, cwd) as lists of bytes / bytes."""
+    view = memoryview(payload)
+    end = len(view)
+    if end < 8:
+        raise ProtocolError("REQUEST too short")
+    argc = int.from_bytes(view[0:4], "big")
+    envc = int.from_bytes(view[4:8], "big")
+    if argc < 1:
+        raise ProtocolError("REQUEST has an empty argv")
+    pos = 8
+    items = []
+    for _index in range(1 + argc + envc):
+        if pos + 4 > end:
+            raise ProtocolError("REQUEST truncated")
+        length = int.from_bytes(view[pos:pos + 4], "big")
+        pos += 4
+        if pos + length > end:
+            raise ProtocolError("REQUEST truncated")
+        value = bytes(view[pos:pos + length])
+        if b"\0" in value:
+            raise ProtocolError("REQUEST string contains NUL")
+        items.append(value)
+        pos += length
+    if pos != end:
+        raise ProtocolError("REQUEST has trailing bytes")
+    return items[1:1 + argc], items[1 + argc:], items[0]
+
+
+class FrameParser:
+    """Incremental frame decoder.
+
+    feed() returns a list of (type, payload) events.  STDIN/STDOUT/STDERR
+    payloads are handed out in pieces as they arrive (memoryviews of the input)
+    so large frames are never reassembled; other frames arrive whole as bytes.
+    """
+
+    def __init__(self, accepted):
+        self._accepted = accepted
+        self._hdr = bytearray()
+        self._body = bytearray()
+        self._type = None
+        self._rem = 0
+        self._streamed = False
+
+    def idle(self):
+        """True when no partial frame is buffered."""
+        return self._type is None and not self._hdr
+
+    def feed(self, data):
+        events = []
+        view = memoryview(data)
+        pos = 0
+        end = len(view)
+        while pos < end:
+            if self._type is None:
+                take = view[pos:pos + HEADER_LEN - len(self._hdr)]
+                self._hdr += take
+                pos += len(take)
+                if len(self._hdr) < HEADER_LEN:
+                    break
+                ftype = self._hdr[0]
+                length = int.from_bytes(self._hdr[1:5], "big")
+                self._hdr.clear()
+                limit = self._accepted.get(ftype)
+                if limit is None:
+                    raise ProtocolError("unexpected frame type 0x%02x" % ftype)
+                if length > limit:
+                    raise ProtocolError("frame type 0x%02x too long (%d bytes)" % (ftype, length))
+                if length == 0:
+                    events.append((ftype, b""))
+                    continue
+                self._type = ftype
+                self._rem = length
+                self._streamed = ftype in STREAMED
+                continue
+            take = min(self._rem, end - pos)
+            piece = view[pos:pos + take]
+            pos += take
+            self._rem -= take
+            if self._streamed:
+                events.append((self._type, piece))
+            else:
+                self._body += piece
+                if not self._rem:
+                    events.append((self._type, bytes(self._body)))
+                    self._body.clear()
+            if not self._rem:
+                self._type = None
+        return events
+
+
+class Conn:
+    """A non-blocking socket carrying frames, optionally inside TLS.
+
+    send() queues plaintext; flush() pushes queued bytes to the socket as far
+    as it accepts them; recv() returns the plaintext that arrived.  With TLS
+    the ssl.SSLObject only ever talks to memory BIOs, so all socket I/O stays
+    non-blocking and in the caller's poll() loop.
+    """
+
+    def __init__(self, sock, context=None, server_side=False, server_hostname=None):
+        sock.setblocking(False)
+        self.sock = sock
+        self.out = []
+        self.out_off = 0
+        self.pending = 0
+        if context is None:
+            self.tls = None
+            self.handshaken = True
+        else:
+            self._in = ssl.MemoryBIO()
+            self._outbio = ssl.MemoryBIO()
+            self.tls = context.wrap_bio(self._in, self._outbio, server_side=server_side, server_hostname=server_hostname)
+            self.handshaken = False
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def _pull_tls(self):
+        if self._outbio.pending:
+            data = self._outbio.read()
+            self.out.append(data)
+            self.pending += len(data)
+
+    def handshake(self):
+        """Advance the TLS handshake; True once it is complete."""
+        if self.handshaken:
+            return True
+        try:
+            self.tls.do_handshake()
+            self.handshaken = True
+        except ssl.SSLWantReadError:
+            pass
+        self._pull_tls()
+        return self.handshaken
+
+    def send(self, data):
+        if self.tls is not None:
+            self.tls.write(data)
+            self._pull_tls()
+        else:
+            self.out.append(data)
+            self.pending += len(data)
+
+    def flush(self):
+        """Send queued bytes; True when nothing is left queued."""
+        out = self.out
+        sock = self.sock
+        while out:
+            first = out[0]
+            try:
+                if self.out_off:
+                    sent = sock.send(memoryview(first)[self.out_off:])
+                else:
+                    sent = sock.send(first)
+            except (BlockingIOError, InterruptedError):
+                return False
+            except OSError as exc:
+                raise ConnectionLost(str(exc))
+            self.pending -= sent
+            if self.out_off + sent >= len(first):
+                out.pop(0)
+                self.out_off = 0
+            else:
+                self.out_off += sent
+                return False
+        return True
+
+    def recv(self):
+        """Read what the socket has; returns a list of plaintext chunks (maybe empty).
+
+        Raises ConnectionLost on EOF or error, ssl.SSLError on TLS failures.
+        """
+        try:
+            data = self.sock.recv(CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return []
+        except OSError as exc:
+            raise ConnectionLost(str(exc))
+        if not data:
+            raise ConnectionLost("connection closed by peer")
+        if self.tls is None:
+            return [data]
+        self._in.write(data)
+        if not self.handshaken:
+            return []
+        chunks = []
+        read = self.tls.read
+        try:
+            while True:
+                chunks.append(read(CHUNK))
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLZeroReturnError:
+            raise ConnectionLost("connection closed by peer")
+        finally:
+            self._pull_tls()
+        return chunks
+
+    def peer_cn(self):
+        """commonName of the verified peer certificate, or None."""
+        if self.tls is None:
+            return None
+        cert = self.tls.getpeercert() or {}
+        for rdn in cert.get("subject", ()):
+            for key, value in rdn:
+                if key == "commonName":
+                    return value
+        return None
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class Address:
+    """A parsed CMD_NET_ADDR: tcp (host, port) or unix (path)."""
+
+    def __init__(self, kind, host=None, port=None, path=None):
+        self.kind = kind
+        self.host = host
+        self.port = port
+        self.path = path
+
+    def __str__(self):
+        if self.kind == "unix":
+            return "unix://" + self.path
+        if ":" in self.host:
+            return "tcp://[%s]:%d" % (self.host, self.port)
+        return "tcp://%s:%d" % (self.host, self.port)
+
+
+def parse_address(text):
+    """Parse tcp://HOST:PORT, HOST:PORT, [V6]:PORT or unix:///path.  Raises ValueError."""
+    text = text.strip()
+    if text.startswith("unix://"):
+        path = text[len("unix://"):]
+        if not path.startswith("/"):
+            raise ValueError("unix socket address needs an absolute path: %r" % text)
+        return Address("unix", path=path)
+    rest = text
+    if rest.startswith("tcp://"):
+        rest = rest[len("tcp://"):]
+    elif "://" in rest:
+        raise ValueError("unsupported address scheme in %r (use tcp:// or unix://)" % text)
+    rest = rest.rstrip("/")
+    if rest.startswith("["):
+        host, sep, tail = rest[1:].partition("]")
+        if not sep or not tail.startswith(":"):
+            raise ValueError("bad IPv6 address %r (expected [ADDR]:PORT)" % text)
+        port = tail[1:]
+    else:
+        host, sep, port = rest.rpartition(":")
+        if not sep:
+            raise ValueError("address %r has no port (expected HOST:PORT)" % text)
+        if ":" in host:
+            raise ValueError("IPv6 address in %r must be written in brackets: [ADDR]:PORT" % text)
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("bad port in address %r" % text)
+    if not host:
+        raise ValueError("address %r has no host" % text)
+    return Address("tcp", host=host, port=int(port))
+
+
+def address_from_config(path):
+    """Upstream-style {"Protocol": "tcp", "Ipaddr": "...", "Port": "7777"} file."""
+    import json
+    with open(path, "rb") as handle:
+        conf = json.loads(handle.read().decode("utf-8"))
+    proto = str(conf.get("Protocol", "tcp")).lower()
+    addr = str(conf.get("Ipaddr", ""))
+    if proto == "unix":
+        return parse_address("unix://" + addr)
+    if proto != "tcp":
+        raise ValueError("%s: unsupported Protocol %r" % (path, proto))
+    port = str(conf.get("Port", DEFAULT_PORT))
+    if ":" in addr:
+        addr = "[%s]" % addr
+    return parse_address("%s:%s" % (addr, port))
+
+
+def resolve_address(env, config_path):
+    """Address from CMD_NET_ADDR, else from the JSON config file.  Raises ValueError."""
+    text = env.get("CMD_NET_ADDR")
+    if text:
+        return parse_address(text)
+    if config_path and os.path.exists(config_path):
+        try:
+            return address_from_config(config_path)
+        except (OSError, ValueError) as exc:
+            raise ValueError("cannot use %s: %s" % (config_path, exc))
+    raise ValueError("CMD_NET_ADDR is not set (e.g. CMD_NET_ADDR=tcp://HOST:%d or unix:///path) and %s does not exist"
+                     % (DEFAULT_PORT, config_path))
+
+
+def tls_settings(env):
+    """(ca, cert, key) from REXEC_TLS_*; None when none is set.  Raises ValueError when partial."""
+    names = ("REXEC_TLS_CA", "REXEC_TLS_CERT", "REXEC_TLS_KEY")
+    values = [env.get(name) or None for name in names]
+    if not any(values):
+        return None
+    missing = [name for name, value in zip(names, values) if not value]
+    if missing:
+        raise ValueError("incomplete TLS settings: %s not set (REXEC_TLS_CA, REXEC_TLS_CERT and REXEC_TLS_KEY are all needed)"
+                         % ", ".join(missing))
+    return values
+
+
+def insecure(env):
+    return env.get("REXEC_INSECURE", "") in ("1", "yes", "true")
+
+
+def make_context(server_side, ca, cert, key):
+    """Mutual-TLS context: our certificate + key, peers must chain to ca."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server_side else ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cafile=ca)
+    context.load_cert_chain(cert, key)
+    if server_side:
+        context.num_tickets = 0
+    return context
+
+
+def set_tcp_options(sock):
+    """No Nagle delay for small frames; keepalive so dead peers are noticed."""
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):
+            if hasattr(socket, name):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
