@@ -12,6 +12,12 @@ INVENTORY ?= inventories/lab
 ATEST_ROOT ?= $(or $(TMPDIR),/tmp)/dpu-offload-ansible-test
 ATEST_DIR := $(ATEST_ROOT)/ansible_collections/dpu/offload
 ATEST_PY ?= 3.11
+# pyenv's shims answer for versions that are not selected (exit 127), which
+# ansible-test takes for installed interpreters: put the real ones first.
+empty :=
+space := $(empty) $(empty)
+PYENV_BINS := $(subst $(space),:,$(wildcard $(HOME)/.pyenv/versions/3.*/bin))
+ATEST_PATH := $(BIN)$(if $(PYENV_BINS),:$(PYENV_BINS)):$(PATH)
 
 .PHONY: help venv demo test unit lint sanity units molecule changelog-lint importer \
 	build lab-up lab-down lab-image lab-clean bench-rexec bench-mounts clean
@@ -50,7 +56,7 @@ $(ATEST_DIR): FORCE
 FORCE:
 
 sanity: venv $(ATEST_DIR) ## ansible-test sanity, empty ignore files
-	cd $(ATEST_DIR) && ansible-test sanity --color no --requirements
+	cd $(ATEST_DIR) && PATH=$(ATEST_PATH) ansible-test sanity --color no --requirements
 
 units: venv $(ATEST_DIR) ## ansible-test units for modules and module_utils
 	cd $(ATEST_DIR) && ansible-test units --color no --requirements --python $(ATEST_PY)

@@ -30,6 +30,10 @@ FALSE_WORDS = frozenset(['n', 'no', 'false', 'off', '0'])
 class KmodError(Exception):
     """A request that cannot be carried out; nothing was changed."""
 
+    def __init__(self, msg, mismatches=None):
+        super(KmodError, self).__init__(msg)
+        self.mismatches = mismatches or []
+
 
 def module_name_from_path(path):
     """Kernel name of a module file: basename without .ko(.xz/.gz/.zst), '-' as '_'."""
@@ -216,15 +220,15 @@ def plan(name=None, path=None, params=None, state='present', reload_on_change=Fa
         listing = ', '.join('%s (requested %r, running %r)' % m for m in mismatches)
         if before['builtin']:
             raise KmodError('module %s is built into the kernel with other parameter values: %s'
-                            % (kname, listing))
+                            % (kname, listing), mismatches)
         if not reload_on_change:
             raise KmodError('module %s is loaded with other parameter values: %s; the kernel keeps '
                             'the values of a loaded module, set reload_on_change: true to unload '
-                            'and load it again' % (kname, listing))
+                            'and load it again' % (kname, listing), mismatches)
         if is_in_use(before):
-            raise KmodError('cannot reload to change %s: %s' % (listing, in_use_message(before)))
+            raise KmodError('cannot reload to change %s: %s' % (listing, in_use_message(before)), mismatches)
         if path and not os.path.isfile(path):
-            raise KmodError('module file %s not found' % path)
+            raise KmodError('module file %s not found' % path, mismatches)
         decision['action'] = 'reload'
         decision['commands'] = [['rmmod', kname], load_cmd]
         return decision

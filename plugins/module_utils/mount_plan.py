@@ -317,6 +317,7 @@ class Action:
         self.unmount = unmount or []  # mount points to unmount, in order
         self.deferred = False         # checks postponed: the parent is mounted by this call
         self.recursive = None         # point whose whole subtree is unmounted
+        self.touched = False          # some command of this action succeeded
         self.outcome = None
         self.detail = None
 
@@ -436,12 +437,12 @@ def plan_mounted(specs, table, filesystems=None, create_path=True, remount_on_mi
                                 'or set remount_on_mismatch: true to replace it'
                                 % (spec.label(), entry.describe(), '; '.join(diffs), spec.describe()))
                 continue
-            # Unmount everything visible at and below the point, deepest first.
-            below = [e for e in table.under(spec.path, include_hidden=False)
-                     if e.mountpoint != spec.path and table.visible(e)]
-            order = sorted(set(e.mountpoint for e in below), key=lambda p: (-p.count('/'), p))
-            order = order + [spec.path] * len(stack)
+            # Unmount everything at and below the point (every stacked layer,
+            # and mounts hidden below lower layers), deepest first.
+            order = [e.mountpoint for e in sorted(table.under(spec.path),
+                                                  key=lambda e: (-e.mountpoint.count('/'), -e.index))]
             act = Action(spec, 'remount', reason='; '.join(diffs), existing=stack, unmount=order)
+            act.recursive = spec.path
             problem = not_mountable(spec)
             if problem:
                 problems.append(problem)
@@ -570,16 +571,22 @@ def _command_error(args, rc, out, err):
     return '%s failed (rc=%d): %s' % (' '.join(args), rc, text)
 
 
-def _unmount_tree(point, run, read_table, umount_bin, limit):
-    """Unmount every mount at or below point, deepest first, re-reading the
-    table after each round so mounts revealed by an unmount are seen too."""
-    done = []
+def _unmount_tree(point, run, read_table, umount_bin, limit, done):
+    """Unmount every mount at or below point, leaves first, re-reading the
+    table after each round so mounts revealed by an unmount are seen too.
+    Unmounted points are appended to done."""
     for _round in range(limit):
         table = read_table()
-        visible = [e for e in table.under(point, include_hidden=False) if table.visible(e)]
-        if not visible:
+        below = table.under(point)
+        if not below:
             return done
-        for mp in sorted(set(e.mountpoint for e in visible), key=lambda p: (-p.count('/'), p)):
+        parents = set(e.parent_id for e in table.entries)
+        # leaves a lookup reaches: nothing mounted on or below them
+        leaves = [e for e in below if table.visible(e) and e.mount_id not in parents]
+        if not leaves:
+            raise ApplyError('mounts below %s are hidden by a mount outside it and cannot be '
+                             'unmounted: %s' % (point, ', '.join(e.mountpoint for e in below)), None)
+        for mp in sorted(set(e.mountpoint for e in leaves), key=lambda p: (-p.count('/'), p)):
             args = [umount_bin, mp]
             rc, out, err = run(args)
             if rc != 0:
@@ -606,17 +613,22 @@ def apply_plan(actions, run, mount_bin='mount', umount_bin='umount', create_mode
             if act.recursive is not None:
                 if read_table is None:
                     raise ApplyError('internal error: recursive unmount needs read_table', act.spec.index)
+                done = []
                 try:
-                    act.unmount = _unmount_tree(act.recursive, run, read_table, umount_bin,
-                                                limit=len(act.unmount) + 2)
+                    _unmount_tree(act.recursive, run, read_table, umount_bin,
+                                  limit=len(act.unmount) + 2, done=done)
                 except ApplyError as e:
                     raise ApplyError(e.msg, act.spec.index)
+                finally:
+                    act.unmount = done
+                    act.touched = bool(done)
             elif act.action in ('unmount', 'remount'):
                 for point in act.unmount:
                     args = [umount_bin, point]
                     rc, out, err = run(args)
                     if rc != 0:
                         raise ApplyError(_command_error(args, rc, out, err), act.spec.index)
+                    act.touched = True
             if act.action in ('mount', 'remount'):
                 spec = act.spec
                 if act.deferred:
@@ -638,6 +650,7 @@ def apply_plan(actions, run, mount_bin='mount', umount_bin='umount', create_mode
                 rc, out, err = run(args)
                 if rc != 0:
                     raise ApplyError(_command_error(args, rc, out, err), spec.index)
+                act.touched = True
                 mounted_here.append(act)
             act.outcome = {'mount': 'mounted', 'remount': 'remounted', 'unmount': 'unmounted'}[act.action]
         except ApplyError as e:
@@ -716,3 +729,15 @@ def affected_points(actions):
 
 def load_table(path=None):
     return MountTable.from_file(path) if path else MountTable.from_file()
+
+
+def system_changed(actions):
+    """True when the system differs from before apply_plan (exact, after rollbacks)."""
+    for act in actions:
+        if act.outcome == 'rolled_back':
+            if act.action == 'remount':
+                return True
+            continue
+        if act.touched:
+            return True
+    return False

@@ -230,7 +230,9 @@ class Conn:
             self.handshaken = True
         except ssl.SSLWantReadError:
             pass
-        self._pull_tls()
+        finally:
+            # Also on failure: the queued bytes may hold a TLS alert for the peer.
+            self._pull_tls()
         return self.handshaken
 
     def send(self, data):
@@ -240,6 +242,15 @@ class Conn:
         else:
             self.out.append(data)
             self.pending += len(data)
+
+    def send_view(self, view):
+        """Like send() for a buffer the caller reuses afterwards (copied only when it must be queued)."""
+        if self.tls is not None:
+            self.tls.write(view)
+            self._pull_tls()
+        else:
+            self.out.append(bytes(view))
+            self.pending += len(view)
 
     def flush(self):
         """Send queued bytes; True when nothing is left queued."""
@@ -281,19 +292,35 @@ class Conn:
         if self.tls is None:
             return [data]
         self._in.write(data)
-        if not self.handshaken:
+        if not self.handshaken and not self.handshake():
             return []
+        # Decrypt every complete record into one fresh buffer (SSL_read hands
+        # out one record, at most 16 KiB, per call; per-call allocations of
+        # CHUNK bytes would dominate the cost).
+        # Plaintext <= new ciphertext + one record carried over from before.
+        size = len(data) + 17 * 1024
+        view = memoryview(bytearray(size))
+        pos = 0
         chunks = []
         read = self.tls.read
         try:
             while True:
-                chunks.append(read(CHUNK))
+                if pos == size:
+                    chunks.append(view)
+                    view = memoryview(bytearray(size))
+                    pos = 0
+                got = read(size - pos, view[pos:])
+                if not got:
+                    break
+                pos += got
         except ssl.SSLWantReadError:
             pass
         except ssl.SSLZeroReturnError:
             raise ConnectionLost("connection closed by peer")
         finally:
             self._pull_tls()
+        if pos:
+            chunks.append(view[:pos])
         return chunks
 
     def peer_cn(self):
@@ -431,3 +458,19 @@ def set_tcp_options(sock):
         for name, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):
             if hasattr(socket, name):
                 sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+
+
+def write_all(fd, data):
+    """Blocking write of all of data to fd."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def say(prefix, message):
+    """One line on stderr, written with a single write() so lines do not interleave."""
+    line = "%s: %s\n" % (prefix, message)
+    try:
+        write_all(2, line.encode("utf-8", "backslashreplace"))
+    except OSError:
+        pass
