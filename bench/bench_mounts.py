@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Benchmark: the idempotent check of dpu.offload.qtfs_mount over 40 mounts.
@@ -147,7 +146,7 @@ def timed(fn, rounds):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--rounds', type=int, default=20)
     parser.add_argument('--json', help='also write the figures to this file')
     opts = parser.parse_args()
@@ -245,8 +244,8 @@ def main():
         figures.append({'what': label, 'median_ms': round(med * 1000, 2),
                         'min_ms': round(min(samples) * 1000, 2), 'runs': len(samples),
                         'x_module_call': round(med / ref, 2)})
-        print('%-46s %10.2f %10.2f %8d   (%.1fx the module call)' % (label, med * 1000, min(samples) * 1000,
-                                                                    len(samples), med / ref))
+        print('%-46s %10.2f %10.2f %8d   (%.1fx the module call)'
+              % (label, med * 1000, min(samples) * 1000, len(samples), med / ref))
     for n in notes:
         print('note:', n)
     if opts.json:

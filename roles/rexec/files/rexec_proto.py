@@ -197,9 +197,14 @@ class Conn:
     non-blocking and in the caller's poll() loop.
     """
 
-    def __init__(self, sock, context=None, server_side=False, server_hostname=None):
+    def __init__(self, sock, context=None, server_side=False, server_hostname=None, reuse_buffers=False):
         sock.setblocking(False)
         self.sock = sock
+        # reuse_buffers: recv() returns views into buffers that the next
+        # recv() overwrites (for callers that consume data at once).
+        self.reuse = reuse_buffers
+        self._sockbuf = None
+        self._plainbuf = None
         self.out = []
         self.out_off = 0
         self.pending = 0
@@ -276,30 +281,79 @@ class Conn:
                 return False
         return True
 
-    def recv(self):
-        """Read what the socket has; returns a list of plaintext chunks (maybe empty).
+    def _recv_fresh(self, limit):
+        parts = []
+        total = 0
+        sock = self.sock
+        while total < limit:
+            try:
+                data = sock.recv(CHUNK)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                if parts:
+                    break           # hand out what we have; the error shows up again next time
+                raise ConnectionLost(str(exc))
+            if not data:
+                if parts:
+                    break
+                raise ConnectionLost("connection closed by peer")
+            parts.append(data)
+            total += len(data)
+            if len(data) < CHUNK:
+                break
+        return parts, total
 
+    def _recv_reuse(self, limit):
+        if self._sockbuf is None:
+            self._sockbuf = memoryview(bytearray(limit))
+        view = self._sockbuf
+        total = 0
+        sock = self.sock
+        while total < limit:
+            try:
+                got = sock.recv_into(view[total:])
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                if total:
+                    break
+                raise ConnectionLost(str(exc))
+            if not got:
+                if total:
+                    break
+                raise ConnectionLost("connection closed by peer")
+            total += got
+        return ([view[:total]] if total else []), total
+
+    def recv(self, limit=4 * CHUNK):
+        """Read what the socket has (up to about limit bytes); returns a list of plaintext chunks.
+
+        The list may be empty (nothing yet, or only TLS handshake/record bytes).
         Raises ConnectionLost on EOF or error, ssl.SSLError on TLS failures.
         """
-        try:
-            data = self.sock.recv(CHUNK)
-        except (BlockingIOError, InterruptedError):
-            return []
-        except OSError as exc:
-            raise ConnectionLost(str(exc))
-        if not data:
-            raise ConnectionLost("connection closed by peer")
-        if self.tls is None:
-            return [data]
-        self._in.write(data)
+        if self.reuse:
+            parts, total = self._recv_reuse(limit)
+        else:
+            parts, total = self._recv_fresh(limit)
+        if self.tls is None or not parts:
+            return parts
+        for data in parts:
+            self._in.write(data)
         if not self.handshaken and not self.handshake():
             return []
-        # Decrypt every complete record into one fresh buffer (SSL_read hands
-        # out one record, at most 16 KiB, per call; per-call allocations of
-        # CHUNK bytes would dominate the cost).
-        # Plaintext <= new ciphertext + one record carried over from before.
-        size = len(data) + 17 * 1024
-        view = memoryview(bytearray(size))
+        # Decrypt every complete record into one buffer: SSL_read hands out
+        # one record (at most 16 KiB) per call, and allocating a buffer per
+        # call would dominate the cost.  Plaintext <= new ciphertext + one
+        # record carried over from before.
+        size = total + 17 * 1024
+        if not self.reuse:
+            view = memoryview(bytearray(size))
+        else:
+            if self._plainbuf is None or len(self._plainbuf) < size:
+                self._plainbuf = memoryview(bytearray(max(size, limit + 17 * 1024)))
+            view = self._plainbuf
+            size = len(view)
         pos = 0
         chunks = []
         read = self.tls.read

@@ -91,12 +91,12 @@ def can_mount(probe_dir):
     os.mkdir(target)
     try:
         proc = subprocess.run(['mount', '-t', 'tmpfs', 'tmpfs', target],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
     except OSError as e:
         return False, 'cannot run mount: %s' % e
     if proc.returncode != 0:
         return False, 'mounting a tmpfs is not permitted here: %s' % proc.stderr.decode().strip()
-    subprocess.run(['umount', target])
+    subprocess.run(['umount', target], check=False)
     os.rmdir(target)
     return True, ''
 
@@ -113,4 +113,4 @@ def unmount_all_below(path):
         if not left:
             return
         deepest = sorted(left, key=lambda e: (-e.mountpoint.count('/'), -e.index))[0]
-        subprocess.run(['umount', '-l', deepest.mountpoint], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        subprocess.run(['umount', '-l', deepest.mountpoint], stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)

@@ -1,0 +1,31 @@
+"""Reach the lab's nodes by name through molecule's inventory."""
+import os
+
+import pytest
+import testinfra
+
+
+def _inventory():
+    ephemeral = os.environ.get('MOLECULE_EPHEMERAL_DIRECTORY')
+    if ephemeral:
+        return os.path.join(ephemeral, 'inventory')
+    return os.path.join(os.path.dirname(__file__), '..', '..', '..', 'inventories', 'lab')
+
+
+def node(name):
+    return testinfra.get_host('ansible://%s?ansible_inventory=%s' % (name, _inventory()))
+
+
+@pytest.fixture(scope='session')
+def hostnode():
+    return node('lab-host')
+
+
+@pytest.fixture(scope='session')
+def dpu():
+    return node('lab-dpu')
+
+
+def rexec(machine, command, env=''):
+    """Run rexec on a node the way the wrappers do: with its client.env."""
+    return machine.run("sh -c 'set -a; . /etc/rexec/client.env; %s exec rexec %s'" % (env, command))

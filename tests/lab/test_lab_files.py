@@ -1,0 +1,52 @@
+"""The lab's inventory and settings: one source of truth, consistent pairs."""
+import ipaddress
+import pathlib
+
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SETTINGS = yaml.safe_load((ROOT / 'lab/settings.yml').read_text())
+
+
+def _inventory(name):
+    return yaml.safe_load((ROOT / 'inventories' / name / 'hosts.yml').read_text())
+
+
+def _hosts(inventory, group):
+    return inventory.get(group, {}).get('hosts', {}) or {}
+
+
+def test_lab_addresses_are_unique_and_inside_the_lab_subnet():
+    inventory = _inventory('lab')
+    subnet = ipaddress.ip_network(SETTINGS['lab_subnet'])
+    nodes = {**_hosts(inventory, 'offload_hosts'), **_hosts(inventory, 'offload_dpus')}
+    addresses = [ipaddress.ip_address(v['dpu_offload_address']) for v in nodes.values()]
+    assert len(set(addresses)) == len(addresses)
+    assert all(a in subnet for a in addresses)
+    # .1 is the engine's gateway on the lab network.
+    assert subnet.network_address + 1 not in addresses
+
+
+def test_every_dpu_names_one_host_and_every_host_has_one_dpu():
+    for name in ('lab', 'example'):
+        inventory = _inventory(name)
+        hosts = _hosts(inventory, 'offload_hosts')
+        paired = [v['dpu_offload_host'] for v in _hosts(inventory, 'offload_dpus').values()]
+        assert sorted(paired) == sorted(hosts), name
+
+
+def test_capabilities_follow_the_rules_of_these_machines():
+    caps = SETTINGS['lab_capabilities']
+    assert len(caps) == len(set(caps))
+    # The sandbox lacks SYS_RESOURCE; Docker 20.10 rejects the newer three.
+    assert not {'SYS_RESOURCE', 'BPF', 'PERFMON', 'CHECKPOINT_RESTORE', 'ALL'} & set(caps)
+    assert 'SYS_ADMIN' in caps
+
+
+def test_molecule_keeps_no_copy_of_the_container_settings():
+    for scenario in (ROOT / 'molecule').iterdir():
+        text = (scenario / 'molecule.yml').read_text()
+        for key in ('capabilities', 'security_opts', 'cgroupns', 'privileged', 'tmpfs'):
+            assert key not in text, '%s: %s belongs in lab/settings.yml' % (scenario.name, key)
+        create = (scenario / 'create.yml').read_text()
+        assert 'lab/lab.yml' in create
