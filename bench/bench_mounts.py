@@ -131,8 +131,10 @@ def teardown(base):
         left = [e for e in table.entries if e.mountpoint.startswith(base + '/')]
         if not left:
             break
-        deepest = max(left, key=lambda e: (e.mountpoint.count('/'), e.index))
-        subprocess.call(['umount', '-l', deepest.mountpoint])
+        parents = set(e.parent_id for e in table.entries)
+        leaves = [e for e in left if table.visible(e) and e.mount_id not in parents] or left
+        for e in leaves:
+            subprocess.call(['umount', '-l', e.mountpoint])
     shutil.rmtree(base, ignore_errors=True)
 
 

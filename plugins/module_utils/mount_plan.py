@@ -20,6 +20,7 @@ __metaclass__ = type
 
 import errno
 import os
+import re
 
 from ansible_collections.dpu.offload.plugins.module_utils.mountinfo import (
     MountTable,
@@ -183,10 +184,6 @@ def normalize_specs(items, default_fstype='qtfs', require_src=True):
         if path == '/':
             problems.append('%s: refusing to manage a mount on /' % where)
             continue
-        if path in seen:
-            problems.append('%s: path is listed twice (also item %d); mounting twice on one point '
-                            'hides the first mount, so each point may appear once' % (where, seen[path]))
-            continue
         seen[path] = index
         is_bind = 'bind' in opts or 'rbind' in opts
         if fstype is None:
@@ -239,12 +236,38 @@ def normalize_specs(items, default_fstype='qtfs', require_src=True):
     return specs
 
 
+_NS_LINK = re.compile(r'^[a-z_]+:\[[0-9]+\]$')
+
+
+def namespace_link(path):
+    """The link text (e.g. 'net:[4026531840]') when path is a namespace file, else None."""
+    try:
+        target = os.readlink(path)
+    except (IOError, OSError):
+        return None
+    return target if _NS_LINK.match(target) else None
+
+
 def compare(spec, entry, table, realpath=os.path.realpath):
     """Differences between the requested spec and the mount entry (empty when same)."""
     diffs = []
     kind = spec.kind
     if kind == 'bind':
-        wanted = bind_identity(table, realpath(spec.src))
+        ns_link = namespace_link(spec.src)
+        if ns_link is not None:
+            # A namespace file (/proc/<pid>/ns/net...): the bind shows up as
+            # fstype nsfs with the link text ("net:[4026531840]") as its root.
+            if entry.fstype != 'nsfs' or entry.root != ns_link:
+                diffs.append('%s %s, expected the namespace %s of %s'
+                             % (entry.fstype, entry.root, ns_link, spec.src))
+            bad = vfs_option_mismatches(spec.opts, entry)
+            if bad:
+                diffs.append('options %s not in effect (mount options %s)' % (','.join(bad), entry.mount_opts))
+            return diffs
+        try:
+            wanted = bind_identity(table, realpath(spec.src))
+        except (IOError, OSError) as e:
+            return ['cannot resolve bind source %s: %s' % (spec.src, e)]
         have = (entry.device, entry.root)
         if wanted is None:
             diffs.append('cannot find the mount holding %s' % spec.src)
@@ -312,11 +335,12 @@ class Action:
         self.spec = spec
         self.action = action          # mount | remount | unchanged | unmount
         self.reason = reason
-        self.existing = existing or []  # MountEntry list at the point (bottom first)
+        self.existing = existing or []  # MountEntry list this item finds (bottom first)
         self.make = make              # None | 'dir' | 'file': mount point to create
-        self.unmount = unmount or []  # mount points to unmount, in order
+        self.unmount = unmount or []  # mount points predicted to be unmounted, in order
+        self.unmount_roots = []       # MountEntry list whose whole subtrees go first
+        self.recursive = None         # path whose whole subtree is unmounted (state=unmounted)
         self.deferred = False         # checks postponed: the parent is mounted by this call
-        self.recursive = None         # point whose whole subtree is unmounted
         self.touched = False          # some command of this action succeeded
         self.outcome = None
         self.detail = None
@@ -344,23 +368,82 @@ class Action:
         return res
 
 
+def _subtree(table, root_ids):
+    """Entries whose parent chain (including themselves) holds one of root_ids."""
+    roots = set(root_ids)
+    result = []
+    for e in table.entries:
+        seen = set()
+        cur = e
+        while cur is not None and cur.mount_id not in seen:
+            if cur.mount_id in roots:
+                result.append(e)
+                break
+            seen.add(cur.mount_id)
+            cur = table.by_id.get(cur.parent_id)
+    return result
+
+
+def _leaves_first(entries):
+    return [e.mountpoint for e in sorted(entries, key=lambda e: (-e.mountpoint.count('/'), -e.index))]
+
+
+def _stacked_child(table, base, path, removed):
+    """The entry mounted at path directly on base (stacked on it, or below it)."""
+    found = [e for e in table.by_point.get(path, ())
+             if e.parent_id == base.mount_id and e is not base and e.mount_id not in removed]
+    return max(found, key=lambda e: e.index) if found else None
+
+
+def _chain_top(table, entry, removed):
+    """Follow mounts stacked on entry at its own mount point up to the top."""
+    top = entry
+    while True:
+        nxt = _stacked_child(table, top, top.mountpoint, removed)
+        if nxt is None:
+            return top
+        top = nxt
+
+
+def _match(specs, table, removed_ids=None):
+    """Walk the items in list order the way a clean run would mount them and
+    find, for each, the base mount it goes on.
+
+    Yields (spec, base, last) where base is a MountEntry, the string 'pending'
+    (the base is mounted by this call) or None (no mount holds the path), and
+    last is True for the last item at its mount point. The caller records what
+    it decided in view[path] (a MountEntry or 'pending').
+    """
+    last_index = {}
+    for spec in specs:
+        last_index[spec.path] = spec.index
+    view = {}
+    for spec in specs:
+        path = spec.path
+        if path in view:
+            base = view[path]
+        else:
+            anc = [p for p in view if is_under(path, p) and p != path]
+            if anc:
+                base = view[max(anc, key=len)]
+            else:
+                base = table.containing(os.path.dirname(path))
+        yield spec, base, last_index[path] == spec.index, view
+
+
 def plan_mounted(specs, table, filesystems=None, create_path=True, remount_on_mismatch=False,
                  check_mode=False, realpath=os.path.realpath):
     """Decide what state=mounted does for each spec, in list order.
 
-    Returns (actions, warnings). Raises MountError naming every blocking problem.
+    Items at the same path stack in list order (the HOST's /sys over the
+    DPU's sysfs); items below a lower layer sit under that layer even when a
+    later layer hides them. Returns (actions, warnings); raises MountError
+    naming every blocking problem.
     """
     problems = []
     warnings = []
     actions = []
-    fresh = []  # points mounted by this call: everything below them starts empty
-
-    # A later item must not hide an earlier one.
-    for i, earlier in enumerate(specs):
-        for later in specs[i + 1:]:
-            if is_under(earlier.path, later.path) and earlier.path != later.path:
-                problems.append('%s would hide %s listed before it; list parent mount points '
-                                'before the mounts below them' % (later.label(), earlier.label()))
+    removed = set()  # ids unmounted by planned actions
 
     fs_cache = {}
 
@@ -393,18 +476,44 @@ def plan_mounted(specs, table, filesystems=None, create_path=True, remount_on_mi
             return None
         return msg
 
-    for spec in specs:
-        parent_fresh = [p for p in fresh if is_under(spec.path, p)]
-        if parent_fresh:
-            act = Action(spec, 'mount', reason='%s is mounted by this call' % parent_fresh[-1],
-                         make='dir')
+    def bind_source_problem(spec, entry_exists):
+        if not spec.is_bind or os.path.exists(spec.src):
+            return None
+        msg = '%s: bind source %s does not exist' % (spec.label(), spec.src)
+        if check_mode and not entry_exists:
+            warnings.append(msg + ' (check mode: assuming an earlier task creates it)')
+            return None
+        return msg
+
+    def removal(entries_root):
+        sub = _subtree(table, [e.mount_id for e in entries_root])
+        removed.update(e.mount_id for e in sub)
+        return list(entries_root), _leaves_first(sub)
+
+    # A later item may hide earlier ones only by stacking on a listed layer
+    # (the HOST's /sys over the DPU's sysfs and what was mounted below it).
+    for i, earlier in enumerate(specs):
+        for later in specs[i + 1:]:
+            if is_under(earlier.path, later.path) and earlier.path != later.path \
+                    and not any(s.path == later.path for s in specs[:i]):
+                problems.append('%s would hide %s listed before it; list parent mount points '
+                                'before the mounts below them' % (later.label(), earlier.label()))
+    if problems:
+        raise MountError('; '.join(problems))
+
+    for spec, base, last, view in _match(specs, table):
+        path = spec.path
+        if base == 'pending':
+            act = Action(spec, 'mount', reason='the mount below it is made by this call', make='dir')
             act.deferred = True
-            if spec.is_bind:
-                src_fresh = any(is_under(spec.src, p) for p in fresh)
-                if not src_fresh:
-                    if not os.path.exists(spec.src):
-                        problems.append('%s: bind source %s does not exist' % (spec.label(), spec.src))
-                        continue
+            src_pending = spec.is_bind and any(
+                v == 'pending' and is_under(spec.src, p) for p, v in view.items())
+            if spec.is_bind and not src_pending:
+                problem = bind_source_problem(spec, False)
+                if problem:
+                    problems.append(problem)
+                    continue
+                if os.path.exists(spec.src):
                     act.make = 'dir' if os.path.isdir(spec.src) else 'file'
             if not create_path:
                 act.make = None
@@ -413,79 +522,183 @@ def plan_mounted(specs, table, filesystems=None, create_path=True, remount_on_mi
                 problems.append(problem)
                 continue
             actions.append(act)
-            fresh.append(spec.path)
+            view[path] = 'pending'
             continue
 
-        entry = table.top(spec.path)
-        if spec.is_bind and not any(is_under(spec.src, p) for p in fresh):
-            if not os.path.exists(spec.src):
-                msg = '%s: bind source %s does not exist' % (spec.label(), spec.src)
-                if check_mode and entry is None:
-                    warnings.append(msg + ' (check mode: assuming an earlier task creates it)')
-                else:
-                    problems.append(msg)
-                    continue
+        first = _stacked_child(table, base, path, removed) if base is not None else None
+        entry = None
+        if first is not None:
+            entry = _chain_top(table, first, removed) if last else first
+        layers = []
+        if first is not None:
+            layers = [first]
+            while layers[-1] is not entry and len(layers) < 64:
+                nxt = _stacked_child(table, layers[-1], path, removed)
+                if nxt is None:
+                    break
+                layers.append(nxt)
 
         if entry is not None:
+            problem = bind_source_problem(spec, True)
+            if problem:
+                problems.append(problem)
+                continue
             diffs = compare(spec, entry, table, realpath=realpath)
             if not diffs:
-                actions.append(Action(spec, 'unchanged', existing=table.stack(spec.path)))
+                actions.append(Action(spec, 'unchanged', existing=layers))
+                view[path] = entry
                 continue
-            stack = table.stack(spec.path)
             if not remount_on_mismatch:
                 problems.append('%s: %s is mounted there (%s), not the requested %s; unmount it '
                                 'or set remount_on_mismatch: true to replace it'
                                 % (spec.label(), entry.describe(), '; '.join(diffs), spec.describe()))
                 continue
-            # Unmount everything at and below the point (every stacked layer,
-            # and mounts hidden below lower layers), deepest first.
-            order = [e.mountpoint for e in sorted(table.under(spec.path),
-                                                  key=lambda e: (-e.mountpoint.count('/'), -e.index))]
-            act = Action(spec, 'remount', reason='; '.join(diffs), existing=stack, unmount=order)
-            act.recursive = spec.path
             problem = not_mountable(spec)
             if problem:
                 problems.append(problem)
                 continue
+            roots, order = removal([first])
+            act = Action(spec, 'remount', reason='; '.join(diffs), existing=layers, unmount=order)
+            act.unmount_roots = roots
             actions.append(act)
-            fresh.append(spec.path)
+            view[path] = 'pending'
             continue
 
-        # Nothing mounted there: mount point checks.
-        problem = symlink_problem(spec.path)
-        if problem:
-            problems.append('%s: %s' % (spec.label(), problem))
-            continue
+        # Nothing of ours there. Would a mount at path land on base?
+        visible = table.containing(os.path.dirname(path))
+        cover = None
+        stacking = path in view  # an earlier item mounted at this very point
+        if not stacking and base is not None and visible is not None \
+                and visible.mount_id != base.mount_id and visible.mount_id not in removed:
+            cover = visible
+            # the layer that hides base: walk up from visible to base's level
+            probe = visible
+            while probe is not None and probe.parent_id != base.mount_id:
+                probe = table.by_id.get(probe.parent_id)
+            if probe is not None:
+                cover = probe
+        unmount_roots = []
+        order = []
+        if cover is not None:
+            if not remount_on_mismatch:
+                problems.append('%s: not mounted, and the place it goes is covered by %s at %s '
+                                '(mounted over %s at %s); unmount the covering mount first, or set '
+                                'remount_on_mismatch: true to unmount it and mount both again'
+                                % (spec.label(), cover.describe(), cover.mountpoint,
+                                   base.describe(), base.mountpoint))
+                continue
+            unmount_roots, order = removal([cover])
+        else:
+            problem = symlink_problem(path)
+            if problem:
+                problems.append('%s: %s' % (spec.label(), problem))
+                continue
         make = None
-        if not os.path.lexists(spec.path):
+        problem = bind_source_problem(spec, False)
+        if problem:
+            problems.append(problem)
+            continue
+        if cover is None and not os.path.lexists(path):
             if not create_path:
                 problems.append('%s: mount point does not exist and create_path is false' % spec.label())
                 continue
             make = 'dir'
             if spec.is_bind and os.path.exists(spec.src) and not os.path.isdir(spec.src):
                 make = 'file'
-        elif spec.is_bind and os.path.exists(spec.src):
-            if os.path.isdir(spec.src) != os.path.isdir(spec.path):
+        elif cover is None and spec.is_bind and os.path.exists(spec.src):
+            if os.path.isdir(spec.src) != os.path.isdir(path):
                 problems.append('%s: bind source %s is a %s but the mount point is a %s'
                                 % (spec.label(), spec.src,
                                    'directory' if os.path.isdir(spec.src) else 'file',
-                                   'directory' if os.path.isdir(spec.path) else 'file'))
+                                   'directory' if os.path.isdir(path) else 'file'))
                 continue
-        hidden = [e.mountpoint for e in table.under(spec.path, include_hidden=False)
-                  if e.mountpoint != spec.path and table.visible(e)]
+        elif cover is not None:
+            make = 'dir'
         problem = not_mountable(spec)
         if problem:
             problems.append(problem)
             continue
-        if hidden:
-            warnings.append('%s: mounting hides mounts already below it: %s'
-                            % (spec.label(), ', '.join(sorted(set(hidden)))))
-        actions.append(Action(spec, 'mount', reason='not mounted', make=make))
-        fresh.append(spec.path)
+        if cover is None:
+            hidden = [e.mountpoint for e in table.under(path, include_hidden=False)
+                      if e.mountpoint != path and table.visible(e) and e.mount_id not in removed]
+            if hidden:
+                warnings.append('%s: mounting hides mounts already below it: %s'
+                                % (spec.label(), ', '.join(sorted(set(hidden)))))
+        act = Action(spec, 'mount', reason='not mounted' if cover is None else
+                     'not mounted; unmounting %s which covers its place' % cover.mountpoint,
+                     make=make, unmount=order)
+        act.unmount_roots = unmount_roots
+        act.deferred = cover is not None
+        actions.append(act)
+        view[path] = 'pending'
 
     if problems:
         raise MountError('; '.join(problems))
     return actions, warnings
+
+
+def plan_unmounted(specs, table, recursive=False):
+    """Decide what state=unmounted does, processing items in reverse order.
+
+    Each item's mount is found as plan_mounted would (so layers stacked in the
+    list are told apart); the item's mount goes with every layer stacked on it.
+    Returns (actions, warnings); raises MountError when a mount has mounts
+    below it that nothing in the request unmounts first (unless recursive).
+    """
+    found = []
+    for spec, base, last, view in _match(specs, table):
+        entry = None
+        if base not in (None, 'pending'):
+            entry = _stacked_child(table, base, spec.path, set())
+        if entry is None and spec.path not in view:
+            # not where a clean run would put it: take the bottom reachable layer at the point
+            point = _lookup_point(table, spec.path)
+            stack = table.stack(point)
+            entry = stack[0] if stack else None
+        view[spec.path] = entry if entry is not None else 'pending'
+        found.append((spec, entry))
+
+    problems = []
+    actions = []
+    claimed = set()
+    for dummy, e in found:
+        if e is not None:
+            # the item's mount and every layer stacked on it at the same point
+            claimed.update(x.mount_id for x in _subtree(table, [e.mount_id]) if x.mountpoint == e.mountpoint)
+    for spec, entry in reversed(found):
+        if recursive:
+            point = _lookup_point(table, spec.path)
+            entries = table.under(point)
+            if entry is not None:
+                entries = entries + [e for e in _subtree(table, [entry.mount_id]) if e not in entries]
+            if not entries:
+                actions.append(Action(spec, 'unchanged', reason='nothing mounted at or below'))
+                continue
+            act = Action(spec, 'unmount', reason='recursive', existing=table.stack(point),
+                         unmount=_leaves_first(entries))
+            act.recursive = point
+            if entry is not None:
+                act.unmount_roots = [entry]
+            actions.append(act)
+            continue
+        if entry is None:
+            actions.append(Action(spec, 'unchanged', reason='not mounted'))
+            continue
+        sub = _subtree(table, [entry.mount_id])
+        layers = [e for e in sub if e.mountpoint == entry.mountpoint]
+        nested = [e for e in sub if e.mountpoint != entry.mountpoint and e.mount_id not in claimed]
+        if nested:
+            problems.append('%s: mounts below it would keep it busy: %s; list them too, after it, '
+                            'or set recursive: true'
+                            % (spec.label(), ', '.join(sorted(set(e.mountpoint for e in nested)))))
+            continue
+        act = Action(spec, 'unmount', reason='%d layer(s)' % len(layers), existing=layers,
+                     unmount=_leaves_first([e for e in sub if e.mountpoint == entry.mountpoint]))
+        act.unmount_roots = [entry]
+        actions.append(act)
+    if problems:
+        raise MountError('; '.join(problems))
+    return actions, []
 
 
 def _lookup_point(table, path):
@@ -497,49 +710,6 @@ def _lookup_point(table, path):
         if real in table.by_point:
             return real
     return path
-
-
-def plan_unmounted(specs, table, recursive=False):
-    """Decide what state=unmounted does, processing items in reverse order.
-
-    Returns (actions, warnings); raises MountError when a point has mounts
-    below it that nothing in the request would unmount first.
-    """
-    problems = []
-    actions = []
-    handled = []  # points unmounted by items processed earlier (later in the list)
-    for spec in reversed(specs):
-        point = _lookup_point(table, spec.path)
-        if recursive:
-            entries = table.under(point)
-            if not entries:
-                actions.append(Action(spec, 'unchanged', reason='nothing mounted at or below'))
-                continue
-            # deepest first, newest first at one depth
-            ordered = sorted(entries, key=lambda e: (-e.mountpoint.count('/'), -e.index))
-            act = Action(spec, 'unmount', reason='recursive', existing=table.stack(point),
-                         unmount=[e.mountpoint for e in ordered])
-            act.recursive = point
-            actions.append(act)
-            handled.append(point)
-            continue
-        stack = table.stack(point)
-        if not stack:
-            actions.append(Action(spec, 'unchanged', reason='not mounted'))
-            continue
-        nested = [e.mountpoint for e in table.under(point, include_hidden=False)
-                  if e.mountpoint != point and table.visible(e)
-                  and not any(is_under(e.mountpoint, h) for h in handled)]
-        if nested:
-            problems.append('%s: mounts below it would keep it busy: %s; list them too, after it, '
-                            'or set recursive: true' % (spec.label(), ', '.join(sorted(set(nested)))))
-            continue
-        actions.append(Action(spec, 'unmount', reason='%d layer(s)' % len(stack), existing=stack,
-                              unmount=[point] * len(stack)))
-        handled.append(point)
-    if problems:
-        raise MountError('; '.join(problems))
-    return actions, []
 
 
 class ApplyError(Exception):
@@ -571,38 +741,60 @@ def _command_error(args, rc, out, err):
     return '%s failed (rc=%d): %s' % (' '.join(args), rc, text)
 
 
-def _unmount_tree(point, run, read_table, umount_bin, limit, done):
-    """Unmount every mount at or below point, leaves first, re-reading the
-    table after each round so mounts revealed by an unmount are seen too.
+def _unmount_rounds(select, run, read_table, umount_bin, limit, done, what):
+    """Unmount the entries select(table) returns, leaves first, re-reading the
+    table after each round so layers revealed by an unmount are seen too.
     Unmounted points are appended to done."""
-    for _round in range(limit):
+    for dummy in range(limit):
         table = read_table()
-        below = table.under(point)
-        if not below:
-            return done
+        alive = select(table)
+        if not alive:
+            return
         parents = set(e.parent_id for e in table.entries)
-        # leaves a lookup reaches: nothing mounted on or below them
-        leaves = [e for e in below if table.visible(e) and e.mount_id not in parents]
+        leaves = [e for e in alive if table.visible(e) and e.mount_id not in parents]
         if not leaves:
-            raise ApplyError('mounts below %s are hidden by a mount outside it and cannot be '
-                             'unmounted: %s' % (point, ', '.join(e.mountpoint for e in below)), None)
-        for mp in sorted(set(e.mountpoint for e in leaves), key=lambda p: (-p.count('/'), p)):
+            raise ApplyError('mounts of %s are hidden by a mount outside it and cannot be unmounted: %s'
+                             % (what, ', '.join(e.mountpoint for e in alive)), None)
+        for mp in _leaves_first(leaves):
             args = [umount_bin, mp]
             rc, out, err = run(args)
             if rc != 0:
                 raise ApplyError(_command_error(args, rc, out, err) + (
                     '; already unmounted: %s' % ', '.join(done) if done else ''), None)
             done.append(mp)
-    raise ApplyError('mounts remain below %s after %d rounds of unmounting' % (point, limit), None)
+    raise ApplyError('mounts of %s remain after %d rounds of unmounting' % (what, limit), None)
+
+
+def _identity(entry):
+    return (entry.mount_id, entry.mountpoint, entry.major, entry.minor, entry.root)
+
+
+def _selector(roots, point):
+    """select(table) for _unmount_rounds: the subtrees of the root entries,
+    and everything at or below point when given.
+
+    Roots are recognised by id, mount point, device and root together: the
+    kernel reuses the id of an unmounted mount for the next mount anywhere.
+    """
+    wanted = set(_identity(e) for e in roots)
+
+    def select(table):
+        ids = [e.mount_id for e in table.entries if _identity(e) in wanted]
+        chosen = _subtree(table, ids) if ids else []
+        if point is not None:
+            chosen += [e for e in table.under(point) if e not in chosen]
+        return chosen
+    return select
 
 
 def apply_plan(actions, run, mount_bin='mount', umount_bin='umount', create_mode=0o755,
                rollback=True, read_table=None):
     """Carry out the planned actions in order.
 
-    run(args) -> (rc, stdout, stderr). Every action gets an outcome. On a
-    failure the mounts this call made are unmounted again in reverse order
-    and ApplyError is raised.
+    run(args) -> (rc, stdout, stderr); read_table() -> MountTable (needed when
+    something is unmounted). Every action gets an outcome. On a failure the
+    mounts this call made are unmounted again in reverse order and ApplyError
+    is raised.
     """
     mounted_here = []  # actions whose mount is in place thanks to this call
     for act in actions:
@@ -610,25 +802,19 @@ def apply_plan(actions, run, mount_bin='mount', umount_bin='umount', create_mode
             act.outcome = 'unchanged'
             continue
         try:
-            if act.recursive is not None:
+            if act.unmount_roots or act.recursive is not None:
                 if read_table is None:
-                    raise ApplyError('internal error: recursive unmount needs read_table', act.spec.index)
+                    raise ApplyError('internal error: unmounting needs read_table', act.spec.index)
                 done = []
                 try:
-                    _unmount_tree(act.recursive, run, read_table, umount_bin,
-                                  limit=len(act.unmount) + 2, done=done)
+                    _unmount_rounds(_selector(act.unmount_roots, act.recursive), run, read_table, umount_bin,
+                                    limit=len(act.unmount) + 3, done=done,
+                                    what=act.recursive or act.spec.path)
                 except ApplyError as e:
                     raise ApplyError(e.msg, act.spec.index)
                 finally:
                     act.unmount = done
-                    act.touched = bool(done)
-            elif act.action in ('unmount', 'remount'):
-                for point in act.unmount:
-                    args = [umount_bin, point]
-                    rc, out, err = run(args)
-                    if rc != 0:
-                        raise ApplyError(_command_error(args, rc, out, err), act.spec.index)
-                    act.touched = True
+                    act.touched = act.touched or bool(done)
             if act.action in ('mount', 'remount'):
                 spec = act.spec
                 if act.deferred:
@@ -658,17 +844,17 @@ def apply_plan(actions, run, mount_bin='mount', umount_bin='umount', create_mode
             act.detail = e.msg
             notes = []
             if rollback:
-                for done in reversed(mounted_here):
-                    args = [umount_bin, done.spec.path]
+                for done_act in reversed(mounted_here):
+                    args = [umount_bin, done_act.spec.path]
                     rc, out, err = run(args)
                     if rc == 0:
-                        done.outcome = 'rolled_back'
-                        if done.action == 'remount':
-                            done.detail = ('new mount removed; the mount it replaced (%s) was not restored'
-                                           % ', '.join(x.describe() for x in done.existing))
+                        done_act.outcome = 'rolled_back'
+                        if done_act.unmount:
+                            done_act.detail = ('new mount removed; what it replaced (%s) was not restored'
+                                               % ', '.join(done_act.unmount))
                     else:
-                        done.detail = 'rollback failed: ' + _command_error(args, rc, out, err)
-                        notes.append(done.spec.path)
+                        done_act.detail = 'rollback failed: ' + _command_error(args, rc, out, err)
+                        notes.append(done_act.spec.path)
             msg = '%s: %s' % (act.spec.label(), e.msg)
             if mounted_here and rollback:
                 msg += '; rolled back the mounts made by this call: %s' % ', '.join(
@@ -735,7 +921,7 @@ def system_changed(actions):
     """True when the system differs from before apply_plan (exact, after rollbacks)."""
     for act in actions:
         if act.outcome == 'rolled_back':
-            if act.action == 'remount':
+            if act.unmount:
                 return True
             continue
         if act.touched:

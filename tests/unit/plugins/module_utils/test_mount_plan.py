@@ -68,12 +68,12 @@ def test_normalize_rejects(item, words):
     assert words in str(exc.value)
 
 
-def test_normalize_reports_all_problems_and_duplicates():
+def test_normalize_reports_all_problems():
     with pytest.raises(MountError) as exc:
         specs({'path': 'a', 'fstype': 'proc'}, {'path': '/b', 'fstype': 'proc'},
-              {'path': '/b/', 'fstype': 'tmpfs'})
+              {'path': '/c', 'fstype': 'qtfs'})
     text = str(exc.value)
-    assert 'item 0' in text and 'listed twice' in text
+    assert 'item 0' in text and 'item 2' in text and 'item 1' not in text
 
 
 def test_mount_commands_are_argument_lists():
@@ -173,7 +173,7 @@ def test_plan_remount_on_mismatch_unmounts_stack_and_hidden(crafted):
     actions, dummy = plan_mounted(s, crafted, filesystems=ALL_FS, remount_on_mismatch=True)
     act = actions[0]
     assert act.action == 'remount'
-    assert act.recursive == '/another_rootfs/sys'
+    assert [e.mount_id for e in act.unmount_roots] == [44]
     assert act.unmount[0] == '/another_rootfs/sys/fs/cgroup/cpu,cpuacct'
     assert act.unmount.count('/another_rootfs/sys') == 2
     res = act.result(check_mode=True)
@@ -243,18 +243,47 @@ def test_plan_children_of_fresh_mount_are_deferred(crafted, tmp_path):
               {'path': str(tmp_path / 'a' / 'proc'), 'fstype': 'proc'})
     actions, dummy = plan_mounted(s, crafted, filesystems=ALL_FS)
     assert [a.action for a in actions] == ['mount', 'mount']
-    assert actions[1].deferred and 'mounted by this call' in actions[1].reason
+    assert actions[1].deferred and 'made by this call' in actions[1].reason
 
 
 # ---------------------------------------------------------------- plan unmounted
 
 def test_plan_unmounted_reverse_order_and_layers(crafted):
     s = specs({'path': '/another_rootfs/proc'}, {'path': '/another_rootfs/sys'},
+              {'path': '/another_rootfs/sys/fs/cgroup'}, {'path': '/another_rootfs/sys/fs/cgroup/cpu,cpuacct'},
               {'path': '/nothing/here'}, require_src=False)
     actions, dummy = plan_unmounted(s, crafted)
-    assert [a.spec.path for a in actions] == ['/nothing/here', '/another_rootfs/sys', '/another_rootfs/proc']
-    assert [a.action for a in actions] == ['unchanged', 'unmount', 'unmount']
-    assert actions[1].unmount == ['/another_rootfs/sys', '/another_rootfs/sys']
+    assert [a.spec.path for a in actions] == ['/nothing/here', '/another_rootfs/sys/fs/cgroup/cpu,cpuacct',
+                                              '/another_rootfs/sys/fs/cgroup', '/another_rootfs/sys',
+                                              '/another_rootfs/proc']
+    assert [a.action for a in actions] == ['unchanged', 'unmount', 'unmount', 'unmount', 'unmount']
+    # the nested cgroup mounts are hidden by the qtfs layer but still found by their parent
+    assert actions[3].unmount == ['/another_rootfs/sys', '/another_rootfs/sys']
+    with pytest.raises(MountError) as exc:
+        plan_unmounted(specs({'path': '/another_rootfs/sys'}, require_src=False), crafted)
+    assert 'cgroup' in str(exc.value) and 'recursive: true' in str(exc.value)
+
+
+def test_plan_stacked_list_matches_hidden_layers(crafted):
+    s = specs({'path': '/another_rootfs', 'fstype': 'tmpfs'},
+              {'path': '/another_rootfs/sys', 'fstype': 'sysfs'},
+              {'path': '/another_rootfs/sys/fs/cgroup', 'fstype': 'tmpfs'},
+              {'path': '/another_rootfs/sys/fs/cgroup/cpu,cpuacct', 'fstype': 'cgroup', 'opts': 'cpu,cpuacct'},
+              {'path': '/another_rootfs/sys', 'src': '/sys'})
+    actions, dummy = plan_mounted(s, crafted, filesystems=ALL_FS)
+    assert [a.action for a in actions] == ['unchanged'] * 5
+    assert [e.mount_id for e in actions[1].existing] == [44]
+    assert [e.mount_id for e in actions[4].existing] == [47]
+    # a missing hidden item: its place is covered by the later layer
+    table = MountTable.from_text('\n'.join(
+        l for l in open(os.path.join(FIXTURES, 'mountinfo_crafted.txt')).read().splitlines()
+        if not l.startswith('46 ')))
+    with pytest.raises(MountError) as exc:
+        plan_mounted(s, table, filesystems=ALL_FS)
+    assert 'covered by qtfs /sys' in str(exc.value)
+    actions, dummy = plan_mounted(s, table, filesystems=ALL_FS, remount_on_mismatch=True)
+    assert [a.action for a in actions] == ['unchanged', 'unchanged', 'unchanged', 'mount', 'mount']
+    assert [e.mount_id for e in actions[3].unmount_roots] == [47] and actions[3].unmount == ['/another_rootfs/sys']
 
 
 def test_plan_unmounted_nested_needs_recursive(crafted):
@@ -265,13 +294,21 @@ def test_plan_unmounted_nested_needs_recursive(crafted):
     # listing the nested ones after the parent is enough
     nested = [{'path': '/another_rootfs'}] + [{'path': p} for p in (
         '/another_rootfs/proc', '/another_rootfs/local_proc', '/another_rootfs/etc',
-        '/another_rootfs/sys', '/another_rootfs/var/lib/docker/containers')]
+        '/another_rootfs/sys', '/another_rootfs/sys/fs/cgroup', '/another_rootfs/sys/fs/cgroup/cpu,cpuacct',
+        '/another_rootfs/var/lib/docker/containers')]
     actions, dummy = plan_unmounted(specs(*nested, require_src=False), crafted)
     assert actions[-1].spec.path == '/another_rootfs'
     actions, dummy = plan_unmounted(s, crafted, recursive=True)
     assert actions[0].recursive == '/another_rootfs'
     assert actions[0].unmount[-1] == '/another_rootfs'
     assert len(actions[0].unmount) == 9
+    # a stacked list: the top layer is found on the layer listed before it
+    stacked = specs({'path': '/another_rootfs/sys'}, {'path': '/another_rootfs/sys/fs/cgroup'},
+                    {'path': '/another_rootfs/sys/fs/cgroup/cpu,cpuacct'}, {'path': '/another_rootfs/sys'},
+                    require_src=False)
+    actions, dummy = plan_unmounted(stacked, crafted)
+    assert [a.action for a in actions] == ['unmount'] * 4
+    assert [[e.mount_id for e in a.unmount_roots] for a in actions] == [[47], [46], [45], [44]]
 
 
 # ---------------------------------------------------------------- apply with a fake runner

@@ -109,8 +109,12 @@ def mounts_below(path):
 def unmount_all_below(path):
     """Best-effort cleanup: unmount everything at or below path."""
     for dummy in range(100):
-        left = mounts_below(path)
+        table = MountTable.from_file('/proc/self/mountinfo')
+        left = [e for e in table.entries if e.mountpoint == path or e.mountpoint.startswith(path + '/')]
         if not left:
             return
-        deepest = sorted(left, key=lambda e: (-e.mountpoint.count('/'), -e.index))[0]
-        subprocess.run(['umount', '-l', deepest.mountpoint], stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+        parents = set(e.parent_id for e in table.entries)
+        # only a visible leaf can be unmounted by its path
+        leaves = [e for e in left if table.visible(e) and e.mount_id not in parents] or left
+        for e in leaves:
+            subprocess.run(['umount', '-l', e.mountpoint], stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)

@@ -223,3 +223,56 @@ def test_cgroup_v1_controller(root):
     assert not result['changed']
     result, dummy = run({'path': path, 'fstype': 'cgroup', 'opts': 'rw,memory'}, expect_fail=True)
     assert 'controllers pids' in result['msg']
+
+
+def test_namespace_file_bind(root):
+    """The HOST binds /proc/1/ns/net on /run/docker/netns/default: such a bind
+    shows up as nsfs with root 'net:[inode]' and must compare as unchanged."""
+    target = os.path.join(root, 'netns', 'default')
+    args = {'path': target, 'src': '/proc/self/ns/net', 'opts': 'bind'}
+    result, dummy = run(args)
+    assert result['changed'] and os.path.isfile(target)
+    entry = mounts_below(root)[0]
+    assert entry.fstype == 'nsfs' and entry.root == os.readlink('/proc/self/ns/net')
+    result, dummy = run(args)
+    assert not result['changed'], result
+    result, dummy = run({'path': target, 'src': '/proc/self/ns/uts', 'opts': 'bind'}, expect_fail=True)
+    assert 'expected the namespace uts:[' in result['msg']
+
+
+def guide_like_stack(root):
+    """The guide's shape: the DPU's sysfs with a tmpfs and a mount below it,
+    then the HOST's /sys stacked on the same point (a tmpfs stands in for qtfs)."""
+    r = os.path.join(root, 'rootfs')
+    return [
+        {'path': r, 'fstype': 'tmpfs'},
+        {'path': r + '/sys', 'fstype': 'sysfs'},
+        {'path': r + '/sys/fs/cgroup', 'fstype': 'tmpfs', 'opts': 'mode=755'},
+        {'path': r + '/sys/fs/cgroup/stand-in', 'fstype': 'proc'},
+        {'path': r + '/sys', 'fstype': 'tmpfs', 'opts': 'nodev'},
+    ]
+
+
+def test_stacked_list_like_the_guide(root):
+    items = guide_like_stack(root)
+    result, dummy = run({'mounts': items})
+    assert actions(result) == ['mounted'] * 5
+    assert [e.fstype for e in mounts_below(root)] == ['tmpfs', 'sysfs', 'tmpfs', 'proc', 'tmpfs']
+    result, dummy = run({'mounts': items})
+    assert actions(result) == ['unchanged'] * 5, result
+    result, dummy = run({'mounts': items, 'state': 'unmounted'})
+    assert actions(result) == ['unmounted'] * 5
+    assert mounts_below(root) == []
+
+
+def test_stacked_list_repairs_a_covered_item(root):
+    items = guide_like_stack(root)
+    run({'mounts': items[:3] + items[4:]})
+    assert len(mounts_below(root)) == 4
+    result, dummy = run({'mounts': items}, expect_fail=True)
+    assert 'covered by tmpfs tmpfs' in result['msg'] and 'remount_on_mismatch' in result['msg']
+    result, dummy = run({'mounts': items, 'remount_on_mismatch': True})
+    assert actions(result) == ['unchanged', 'unchanged', 'unchanged', 'mounted', 'mounted']
+    assert result['mounts'][3]['unmounted'] == [items[4]['path']]
+    result, dummy = run({'mounts': items})
+    assert actions(result) == ['unchanged'] * 5

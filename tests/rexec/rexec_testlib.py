@@ -1,0 +1,184 @@
+# Copyright (c) dpu.offload contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Helpers for the rexec loopback tests (servers, clients, process checks)."""
+
+import os
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+FILES = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "roles", "rexec", "files"))
+CLIENT = os.path.join(FILES, "rexec")
+SERVER = os.path.join(FILES, "rexec_server")
+PYTHON = sys.executable
+START_TIMEOUT = 10.0
+
+# Commands the default test allowlist permits (resolved through PATH here).
+ALLOWED = ("true", "false", "sh", "cat", "echo", "env", "sleep", "head", "pwd", "kill", "yes", "wc")
+
+if FILES not in sys.path:
+    sys.path.insert(0, FILES)
+
+
+def _ipv6_loopback():
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+HAVE_IPV6 = _ipv6_loopback()
+
+
+def free_port(host="127.0.0.1"):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def write_allowlist(path, entries, mode=0o600):
+    with open(path, "w") as handle:
+        handle.write("# rexec test allowlist\n")
+        for entry in entries:
+            handle.write(entry + "\n")
+    os.chmod(path, mode)
+    return path
+
+
+def default_entries():
+    entries = []
+    for name in ALLOWED:
+        found = shutil.which(name)
+        if found:
+            entries.append(found)
+    return entries
+
+
+class RexecServer:
+    """A rexec_server subprocess; stderr goes to a log file."""
+
+    def __init__(self, directory, env, client_env, whitelist):
+        self.directory = directory
+        self.env = env
+        self.client_base = client_env
+        self.whitelist = whitelist
+        self.addr = env["CMD_NET_ADDR"]
+        self.log_path = os.path.join(directory, "server-%d.log" % id(self))
+        self.proc = None
+
+    def start(self, expect_ready=True):
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen([PYTHON, SERVER], env=self.env, stdout=subprocess.DEVNULL, stderr=log,
+                                         stdin=subprocess.DEVNULL)
+        if not expect_ready:
+            return self
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if "listening on" in self.log():
+                return self
+            if self.proc.poll() is not None:
+                raise AssertionError("rexec_server exited with %s: %s" % (self.proc.returncode, self.log()))
+            time.sleep(0.02)
+        raise AssertionError("rexec_server did not start: " + self.log())
+
+    def log(self):
+        with open(self.log_path, "rb") as handle:
+            return handle.read().decode("utf-8", "replace")
+
+    def wait_log(self, needle, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if needle in self.log():
+                return True
+            time.sleep(0.02)
+        return False
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def client_env(self, **extra):
+        env = dict(self.client_base)
+        env.update(extra)
+        return env
+
+
+def run_client(server, args, timeout=20, env=None, **kwargs):
+    """Run the rexec client against server; returns CompletedProcess (bytes)."""
+    client_env = server.client_env() if env is None else env
+    kwargs.setdefault("stdin", subprocess.DEVNULL)
+    return subprocess.run([PYTHON, CLIENT] + list(args), env=client_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          timeout=timeout, check=False, **kwargs)
+
+
+def start_client(server, args, env=None, **kwargs):
+    client_env = server.client_env() if env is None else env
+    kwargs.setdefault("stdin", subprocess.DEVNULL)
+    kwargs.setdefault("stdout", subprocess.PIPE)
+    kwargs.setdefault("stderr", subprocess.PIPE)
+    return subprocess.Popen([PYTHON, CLIENT] + list(args), env=client_env, **kwargs)
+
+
+def read_line(stream, timeout=10.0):
+    """One line from a pipe, with a timeout (raises AssertionError)."""
+    fd = stream.fileno()
+    data = b""
+    deadline = time.monotonic() + timeout
+    while not data.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError("timed out waiting for a line, got %r" % data)
+        ready, _w, _x = select.select([fd], [], [], remaining)
+        if ready:
+            chunk = os.read(fd, 1)
+            if not chunk:
+                raise AssertionError("EOF waiting for a line, got %r" % data)
+            data += chunk
+    return data
+
+
+def process_group_alive(pgid):
+    """True while any non-zombie process is in the group."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry, "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(b")") + 2:].split()
+        if int(fields[2]) == pgid and fields[0] != b"Z":
+            return True
+    return False
+
+
+def wait_until(predicate, timeout, interval=0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def pid_gone(pid):
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return True
+    return stat[stat.rindex(b")") + 2:].split()[0] == b"Z"

@@ -1,0 +1,146 @@
+# Copyright (c) dpu.offload contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""In-process tests of rexec_proto (addresses, frames, requests) and the server's allowlist code."""
+
+import importlib.machinery
+import importlib.util
+import json
+import os
+
+import pytest
+
+import rexec_proto as proto
+from rexec_testlib import SERVER, write_allowlist
+
+
+def load_server_module():
+    loader = importlib.machinery.SourceFileLoader("rexec_server_mod", SERVER)
+    spec = importlib.util.spec_from_loader("rexec_server_mod", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("text,kind,host,port,path", [
+    ("tcp://10.0.0.1:7777", "tcp", "10.0.0.1", 7777, None),
+    ("10.0.0.1:7777", "tcp", "10.0.0.1", 7777, None),
+    ("tcp://dpu.example:7777/", "tcp", "dpu.example", 7777, None),
+    ("tcp://[::1]:7777", "tcp", "::1", 7777, None),
+    ("[fe80::1]:1", "tcp", "fe80::1", 1, None),
+    ("unix:///run/rexec/rexec.sock", "unix", None, None, "/run/rexec/rexec.sock"),
+])
+def test_parse_address(text, kind, host, port, path):
+    addr = proto.parse_address(text)
+    assert (addr.kind, addr.host, addr.port, addr.path) == (kind, host, port, path)
+
+
+@pytest.mark.parametrize("text", ["", "tcp://host", "host:0", "host:70000", "host:x", "::1:7777", "udp://h:1",
+                                  "unix://relative", "tcp://:7777", "[::1]7777"])
+def test_parse_address_rejects(text):
+    with pytest.raises(ValueError):
+        proto.parse_address(text)
+
+
+def test_address_from_upstream_json(tmp_path):
+    conf = tmp_path / "client.json"
+    conf.write_text(json.dumps({"Protocol": "tcp", "Ipaddr": "192.0.2.7", "Port": "7777"}))
+    addr = proto.resolve_address({}, str(conf))
+    assert (addr.kind, addr.host, addr.port) == ("tcp", "192.0.2.7", 7777)
+    conf.write_text(json.dumps({"Protocol": "tcp", "Ipaddr": "::1", "Port": 7000}))
+    assert str(proto.resolve_address({}, str(conf))) == "tcp://[::1]:7000"
+    # CMD_NET_ADDR wins over the file
+    assert proto.resolve_address({"CMD_NET_ADDR": "unix:///x"}, str(conf)).path == "/x"
+    with pytest.raises(ValueError, match="CMD_NET_ADDR"):
+        proto.resolve_address({}, str(tmp_path / "missing.json"))
+
+
+def test_request_roundtrip_binary_safe():
+    argv = [b"/bin/echo", b"\xff\xfe raw", b"", b"sp ace"]
+    env = [b"A=1", b"B=\xc3(", b"EMPTY="]
+    payload = proto.encode_request(argv, env, b"/tmp/\xe9")
+    assert proto.decode_request(payload) == (argv, env, b"/tmp/\xe9")
+
+
+@pytest.mark.parametrize("payload", [b"", b"\0\0\0\0\0\0\0\0", b"\0\0\0\1\0\0\0\0\0\0\0\5/x",
+                                     proto.encode_request([b"a"], [], b"/") + b"x",
+                                     proto.encode_request([b"a\0b"], [], b"/")])
+def test_request_rejects_malformed(payload):
+    with pytest.raises(proto.ProtocolError):
+        proto.decode_request(payload)
+
+
+def test_frame_parser_streams_and_reassembles():
+    data = (proto.frame(proto.T_HELLO, proto.HELLO_PAYLOAD) + proto.frame(proto.T_STDOUT, b"x" * 1000)
+            + proto.frame(proto.T_EXIT, b"\0\0\0\0\3") + proto.frame(proto.T_EOF, b"\1"))
+    parser = proto.FrameParser(proto.FROM_SERVER)
+    events = []
+    for index in range(0, len(data), 7):          # dribble in 7-byte pieces
+        events.extend(parser.feed(data[index:index + 7]))
+    assert parser.idle()
+    assert events[0] == (proto.T_HELLO, proto.HELLO_PAYLOAD)
+    stdout = b"".join(bytes(piece) for ftype, piece in events if ftype == proto.T_STDOUT)
+    assert stdout == b"x" * 1000
+    assert (proto.T_EXIT, b"\0\0\0\0\3") in events
+    assert events[-1] == (proto.T_EOF, b"\1")
+
+
+def test_frame_parser_rejects_unknown_and_oversized():
+    with pytest.raises(proto.ProtocolError):
+        proto.FrameParser(proto.FROM_CLIENT).feed(b"GET / HTTP/1.1\r\n")
+    with pytest.raises(proto.ProtocolError):
+        proto.FrameParser(proto.FROM_CLIENT).feed(proto.header(proto.T_STDIN, proto.MAX_DATA + 1))
+    with pytest.raises(proto.ProtocolError):
+        # a server frame type is not accepted from a client
+        proto.FrameParser(proto.FROM_CLIENT).feed(proto.frame(proto.T_EXIT, b"\0\0\0\0\0"))
+    parser = proto.FrameParser(proto.FROM_CLIENT)
+    assert parser.feed(proto.frame(proto.T_HELLO, proto.HELLO_PAYLOAD)[:3]) == []
+    assert not parser.idle()
+
+
+def test_tls_settings_partial_is_an_error():
+    assert proto.tls_settings({}) is None
+    with pytest.raises(ValueError, match="REXEC_TLS_KEY"):
+        proto.tls_settings({"REXEC_TLS_CA": "a", "REXEC_TLS_CERT": "b"})
+
+
+def test_allowlist_parsing_and_symlinks(tmp_path):
+    server = load_server_module()
+    target = tmp_path / "real-tool"
+    target.write_text("#!/bin/sh\n")
+    target.chmod(0o755)
+    link = tmp_path / "tool-link"
+    link.symlink_to(target)
+    listed = write_allowlist(str(tmp_path / "wl"), [str(link), "# " + str(tmp_path / "commented"), "relative/path", "  ",
+                                                     "  " + str(tmp_path / "spaced") + "  "])
+    allowed = server.load_allowlist(listed)
+    assert os.fsencode(str(target)) in allowed          # symlink entry resolved to its target
+    assert os.fsencode(str(tmp_path / "spaced")) in allowed
+    assert not any(b"commented" in entry for entry in allowed)
+    assert not any(b"relative" in entry for entry in allowed)
+
+
+def test_allowlist_file_checks(tmp_path):
+    server = load_server_module()
+    with pytest.raises(server.ConfigError, match="does not exist"):
+        server.check_allowlist_file(str(tmp_path / "nope"))
+    path = write_allowlist(str(tmp_path / "wl"), ["/bin/true"], mode=0o620)
+    with pytest.raises(server.ConfigError, match="writable by group or others"):
+        server.check_allowlist_file(path)
+    os.chmod(path, 0o602)
+    with pytest.raises(server.ConfigError, match="chmod go-w"):
+        server.check_allowlist_file(path)
+    os.chmod(path, 0o644)
+    server.check_allowlist_file(path)
+
+
+def test_find_command(tmp_path):
+    server = load_server_module()
+    tool = tmp_path / "bin" / "mytool"
+    tool.parent.mkdir()
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    bindir = os.fsencode(str(tool.parent))
+    assert server.find_command(b"mytool", b"relative:" + bindir, b"/") == os.fsencode(str(tool))
+    assert server.find_command(b"mytool", b"/nonexistent", b"/") is None
+    assert server.find_command(b"bin/mytool", None, os.fsencode(str(tmp_path))) == os.fsencode(str(tool))
+    assert server.find_command(b"/nonexistent/x", None, b"/") is None
