@@ -14,9 +14,9 @@ TRANSPORTS = ('qtfs', 'sshfs')
 
 def _under(root, path):
     """Join a path below the root, refusing anything that would leave it."""
-    rel = posixpath.normpath('/' + str(path).lstrip('/'))
-    if '/..' in rel or rel == '/..':
+    if '..' in str(path).split('/'):
         raise AnsibleFilterError('mount point %r leaves the offload root' % path)
+    rel = posixpath.normpath('/' + str(path).lstrip('/'))
     return posixpath.normpath(root + rel) if rel != '/' else root
 
 
@@ -62,7 +62,8 @@ def rootfs_mounts(shared, root, transport, local_mounts=None, cgroup_hierarchies
         if transport == 'qtfs':
             plan.append(_item(_under(root, host_path), host_path, 'qtfs', mount.get('opts', '')))
         else:
-            plan.append(_item(_under(root, host_path), '%s:%s' % (sshfs_source, host_path), 'fuse.sshfs', sshfs_opts))
+            opts = ','.join(o for o in (sshfs_opts, mount.get('sshfs_opts', '')) if o)
+            plan.append(_item(_under(root, host_path), '%s:%s' % (sshfs_source, host_path), 'fuse.sshfs', opts))
     # A shared mount may stack on a local one (the guide puts the HOST's /sys
     # over the DPU's sysfs); within either group a point appears once.
     first_shared = len(plan) - len(shared or [])

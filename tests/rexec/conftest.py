@@ -4,7 +4,7 @@
 
 A throwaway PKI (two CAs, server and client certificates; EC P-256) is built
 once per session with the python `cryptography` package when it is
-importable, else with the `openssl` CLI.  Servers run as subprocesses of the
+importable, else (or with REXEC_TEST_PKI=openssl) with the `openssl` CLI.  Servers run as subprocesses of the
 real roles/rexec/files/rexec_server with their own allowlist, in tmp dirs.
 """
 
@@ -92,7 +92,7 @@ def _pki_openssl(directory):
         subprocess.run(("openssl",) + args, cwd=directory, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     ext = os.path.join(directory, "leaf.ext")
-    with open(ext, "w") as handle:
+    with open(ext, "w", encoding="ascii") as handle:
         handle.write("subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\nbasicConstraints=critical,CA:FALSE\n"
                      "extendedKeyUsage=serverAuth,clientAuth\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n")
     out = {}
@@ -119,7 +119,7 @@ def pki(tmp_path_factory):
         from cryptography import x509
     except ImportError:
         x509 = None
-    if x509 is None:
+    if x509 is None or os.environ.get("REXEC_TEST_PKI") == "openssl":
         if shutil.which("openssl") is None:
             pytest.skip("neither python cryptography nor the openssl CLI is available")
         return _pki_openssl(directory)

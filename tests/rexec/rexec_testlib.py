@@ -45,7 +45,7 @@ def free_port(host="127.0.0.1"):
 
 
 def write_allowlist(path, entries, mode=0o600):
-    with open(path, "w") as handle:
+    with open(path, "w", encoding="utf-8") as handle:
         handle.write("# rexec test allowlist\n")
         for entry in entries:
             handle.write(entry + "\n")

@@ -158,7 +158,7 @@ def test_allowlist_symlinks_and_path_lookup(make_server, tmp_path):
     assert run_client(server, ["true"], env=env).returncode == 126                        # not listed at all
 
 
-def test_allowlist_is_reread(make_server, tmp_path):
+def test_allowlist_is_reread(make_server):
     server = make_server("tls", entries=[shutil.which("true")])
     assert run_client(server, ["echo", "x"]).returncode == 126
     write_allowlist(server.whitelist, [shutil.which("true"), shutil.which("echo")])
@@ -269,7 +269,7 @@ def test_slow_reader_does_not_grow_server_memory(server):
         time.sleep(1.0)
 
         def rss_kb(pid):
-            with open("/proc/%d/status" % pid) as handle:
+            with open("/proc/%d/status" % pid, encoding="ascii") as handle:
                 for line in handle:
                     if line.startswith("VmRSS:"):
                         return int(line.split()[1])

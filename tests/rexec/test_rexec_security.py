@@ -166,7 +166,7 @@ def test_protocol_garbage_on_plain_socket(make_server, payload, answer):
     assert " audit " in server.log()
 
 
-def test_client_exits_255_on_server_garbage(server, tmp_path):
+def test_client_exits_255_on_server_garbage(server):
     """A 'server' that answers with nonsense (e.g. the wrong service on the port)."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))

@@ -11,9 +11,12 @@ import pytest
 
 from rexec_testlib import CLIENT, PYTHON, pid_gone, process_group_alive, read_line, start_client, wait_until
 
-# The remote shell reports its pid (= its process group: the server starts it in a new session),
-# then waits for a foreground child; the signal reaches both (the whole group) and the shell's trap runs.
-TRAP_SCRIPT = 'trap "echo got-$1; exit 7" $1; echo $$; sleep 20'
+# The remote shell starts a child, then reports its pid (= its process group: the server starts
+# it in a new session) and waits; the signal goes to the whole group and the shell's trap runs.
+# (A non-interactive shell starts background children with SIGINT and SIGQUIT ignored.)  The pid
+# is printed only once the child has exec'd sleep, so a signal cannot hit it half-way.
+TRAP_SCRIPT = ('trap "echo got-$1; exit 7" $1; sleep 20 & '
+               'while [ "$(cat /proc/$!/comm 2>/dev/null)" != sleep ]; do :; done; echo $$; wait')
 
 
 @pytest.mark.parametrize("name", ["INT", "TERM", "HUP", "QUIT", "USR1", "USR2"])
@@ -25,7 +28,10 @@ def test_signal_is_forwarded(server, name):
         out, err = proc.communicate(timeout=10)
         assert proc.returncode == 7, err
         assert out == b"got-%s\n" % name.encode()
-        assert wait_until(lambda: not process_group_alive(pgid), 3)       # the group's sleep got it too
+        if name not in ("INT", "QUIT"):
+            assert wait_until(lambda: not process_group_alive(pgid), 3)   # the group's sleep got it too
+        else:
+            os.killpg(pgid, signal.SIGKILL)
     finally:
         proc.kill()
         proc.wait()

@@ -110,8 +110,8 @@ def test_allowlist_parsing_and_symlinks(tmp_path):
     target.chmod(0o755)
     link = tmp_path / "tool-link"
     link.symlink_to(target)
-    listed = write_allowlist(str(tmp_path / "wl"), [str(link), "# " + str(tmp_path / "commented"), "relative/path", "  ",
-                                                     "  " + str(tmp_path / "spaced") + "  "])
+    entries = [str(link), "# " + str(tmp_path / "commented"), "relative/path", "  ", "  " + str(tmp_path / "spaced") + "  "]
+    listed = write_allowlist(str(tmp_path / "wl"), entries)
     allowed = server.load_allowlist(listed)
     assert os.fsencode(str(target)) in allowed          # symlink entry resolved to its target
     assert os.fsencode(str(tmp_path / "spaced")) in allowed

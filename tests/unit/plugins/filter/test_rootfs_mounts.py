@@ -7,7 +7,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 from ansible_collections.dpu.offload.plugins.filter.rootfs_mounts import rootfs_mounts
 
-SHARED = [{'path': '/proc', 'opts': 'proc'}, {'path': '/sys'}, {'path': '/var/lib/docker/containers'}]
+SHARED = [{'path': '/proc', 'opts': 'proc', 'sshfs_opts': 'direct_io'}, {'path': '/sys'}, {'path': '/var/lib/docker/containers'}]
 LOCAL = [
     {'path': 'local_proc', 'src': 'proc', 'fstype': 'proc'},
     {'path': 'run', 'src': '/run', 'opts': 'bind'},
@@ -33,12 +33,12 @@ def test_qtfs_plan_order_and_items():
 
 
 def test_sshfs_plan_uses_the_host_and_options():
-    plan = rootfs_mounts(SHARED, '/r', 'sshfs', sshfs_source='root@10.0.0.1', sshfs_opts='reconnect,direct_io')
+    plan = rootfs_mounts(SHARED, '/r', 'sshfs', sshfs_source='root@10.0.0.1', sshfs_opts='reconnect')
     assert plan == [
         {'path': '/r/proc', 'src': 'root@10.0.0.1:/proc', 'fstype': 'fuse.sshfs', 'opts': 'reconnect,direct_io'},
-        {'path': '/r/sys', 'src': 'root@10.0.0.1:/sys', 'fstype': 'fuse.sshfs', 'opts': 'reconnect,direct_io'},
+        {'path': '/r/sys', 'src': 'root@10.0.0.1:/sys', 'fstype': 'fuse.sshfs', 'opts': 'reconnect'},
         {'path': '/r/var/lib/docker/containers', 'src': 'root@10.0.0.1:/var/lib/docker/containers',
-         'fstype': 'fuse.sshfs', 'opts': 'reconnect,direct_io'},
+         'fstype': 'fuse.sshfs', 'opts': 'reconnect'},
     ]
 
 
