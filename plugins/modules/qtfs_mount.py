@@ -147,7 +147,7 @@ EXAMPLES = r'''
       - {path: /another_rootfs/local_proc, fstype: proc}
       - {path: /another_rootfs/etc, src: /etc, opts: bind}
       - {path: /another_rootfs/dev, fstype: devtmpfs}
-      - {path: /another_rootfs/sys/fs/cgroup/cpu,cpuacct, fstype: cgroup, opts: "rw,nosuid,nodev,noexec,relatime,cpu,cpuacct"}
+      - {path: "/another_rootfs/sys/fs/cgroup/cpu,cpuacct", fstype: cgroup, opts: "rw,nosuid,nodev,noexec,relatime,cpu,cpuacct"}
       - {path: /another_rootfs/var/lib/docker/containers, src: /var/lib/docker/containers}
 
 - name: Lab transport - the HOST's /var/lib/docker/containers over sshfs
