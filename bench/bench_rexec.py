@@ -93,6 +93,7 @@ class Bench:
         self.ssh_cmd = None
         self.server = None
         self.results = {}
+        self.load_start = os.getloadavg()[0]
 
     # -- set-up -------------------------------------------------------------
 
@@ -273,8 +274,9 @@ class Bench:
         checks.append(("server peak RSS < 60 MB", res["rss_mb"] < 60, "%.1f MB" % res["rss_mb"]))
 
         print()
-        print("rexec benchmark, %s, kernel %s, python %s (%s), %d CPUs"
-              % (datetime.date.today().isoformat(), os.uname().release, sys.version.split()[0], PYTHON, os.cpu_count() or 0))
+        print("rexec benchmark, %s, kernel %s, %s, %d CPUs, load average %.1f at start, %.1f at end"
+              % (datetime.date.today().isoformat(), os.uname().release, PYTHON, os.cpu_count() or 0, self.load_start,
+                 os.getloadavg()[0]))
         print()
         print("| measurement | rexec median | rexec p95 | ssh median | ratio |")
         print("|---|---|---|---|---|")
