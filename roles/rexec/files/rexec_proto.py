@@ -227,7 +227,7 @@ class Conn:
         return self.sock.fileno()
 
     def _pull_tls(self):
-        if self._outbio.pending:
+        if self._outbio.pending > 0:
             data = self._outbio.read()
             self.out.append(data)
             self.pending += len(data)
