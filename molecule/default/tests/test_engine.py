@@ -45,8 +45,10 @@ def test_the_hosts_dockerd_is_a_wrapper_and_the_original_is_diverted(hostnode):
 def test_the_chrooted_engine_runs_and_docker_answers_on_the_dpu(dpu):
     for unit in ('dpu-offload-containerd.service', 'dpu-offload-dockerd.service'):
         assert dpu.service(unit).is_running, unit
-    root = dpu.check_output('readlink /proc/$(systemctl show -p MainPID --value dpu-offload-dockerd.service)/root')
-    assert root == ROOT
+    # local_proc exists only in the offload root: the daemon's / is that root.
+    pid = dpu.check_output('systemctl show -p MainPID --value dpu-offload-dockerd.service')
+    assert dpu.file('/proc/%s/root/local_proc' % pid).is_directory
+    assert not dpu.file('/local_proc').exists
     version = dpu.run('docker version --format "{{.Server.Version}}"')
     assert version.rc == 0 and version.stdout.strip(), version.stderr
 
