@@ -6,7 +6,10 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
-INVENTORY ?= inventories/lab
+# PAIRS=N (1-10) runs the lab and the playbooks on N HOST/DPU pairs at once;
+# pair 1 is inventories/lab, larger fleets get a generated inventory.
+PAIRS ?= 1
+INVENTORY ?= $(if $(filter 1,$(PAIRS)),inventories/lab,.lab/pairs-$(PAIRS))
 # ansible-test wants the tree at .../ansible_collections/dpu/offload, outside
 # any other git checkout.
 ATEST_ROOT ?= $(or $(TMPDIR),/tmp)/dpu-offload-ansible-test
@@ -19,7 +22,7 @@ space := $(empty) $(empty)
 PYENV_BINS := $(subst $(space),:,$(wildcard $(HOME)/.pyenv/versions/3.*/bin))
 ATEST_PATH := $(BIN)$(if $(PYENV_BINS),:$(PYENV_BINS)):$(PATH)
 
-.PHONY: help venv demo test unit lint sanity units molecule changelog-lint importer \
+.PHONY: help venv demo teardown inventory bench-playbook ee test unit lint sanity units molecule changelog-lint importer \
 	build lab-up lab-down lab-image lab-clean bench-rexec bench-mounts clean
 
 help:
@@ -35,9 +38,17 @@ $(VENV)/.stamp: requirements.txt tools/ansible-test-pip-seed.sh
 
 venv: $(VENV)/.stamp ## virtualenv with the pinned dependencies
 
-demo: venv lab-up ## bring the lab up, deploy the offload, show what it did
+demo: venv lab-up ## bring the lab up, deploy the offload, verify it and show the report (PAIRS=N)
 	ansible-playbook playbooks/offload.yml -i $(INVENTORY)
 	ansible-playbook playbooks/verify.yml -i $(INVENTORY)
+
+teardown: venv ## undo the offload on the lab (the containers stay)
+	ansible-playbook playbooks/teardown.yml -i $(INVENTORY)
+
+.lab/pairs-%/hosts.yml: tools/lab_inventory.py inventories/lab/hosts.yml lab/settings.yml
+	$(BIN)/python tools/lab_inventory.py $* .lab/pairs-$*
+
+inventory: $(if $(filter 1,$(PAIRS)),,.lab/pairs-$(PAIRS)/hosts.yml)
 
 test: venv unit lint changelog-lint sanity units importer molecule ## everything CI checks
 
@@ -73,10 +84,10 @@ molecule: venv lab-image ## molecule test, every scenario
 lab-image: venv ## Docker engine running and the lab base image built (once)
 	lab/lab.sh image
 
-lab-up: venv ## create/start the lab containers from inventories/lab
+lab-up: venv inventory ## create/start the lab containers from the inventory (PAIRS=N)
 	ansible-playbook lab/lab.yml -i $(INVENTORY)
 
-lab-down: venv ## remove the lab containers and network (only the project's)
+lab-down: venv inventory ## remove the lab containers and network (only the project's)
 	ansible-playbook lab/lab.yml -i $(INVENTORY) -e lab_state=absent
 
 lab-clean: lab-down ## lab-down, then remove the lab base image too
@@ -88,5 +99,14 @@ bench-rexec: venv ## rexec against OpenSSH on loopback
 bench-mounts: venv ## idempotent qtfs_mount pass over 40 mounts
 	python bench/bench_mounts.py
 
+bench-playbook: venv lab-image ## converge, idempotent re-run and teardown, 1 pair vs 4
+	bench/bench_playbook.sh 1 4
+
+ee: build ## execution-environment build context for AWX/Automation Controller (.build/ee)
+	ansible-builder create -f execution-environment.yml -c .build/ee
+
 clean: ## remove the virtualenv and build output (not the lab)
 	rm -rf $(VENV) .build $(ATEST_ROOT)
+
+print-inventory:
+	@echo $(INVENTORY)

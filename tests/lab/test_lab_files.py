@@ -50,3 +50,25 @@ def test_molecule_keeps_no_copy_of_the_container_settings():
             assert key not in text, '%s: %s belongs in lab/settings.yml' % (scenario.name, key)
         create = (scenario / 'create.yml').read_text()
         assert 'lab/lab.yml' in create
+
+
+def test_the_fleet_generator_reproduces_the_lab_for_one_pair():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('lab_inventory', ROOT / 'tools/lab_inventory.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.inventory(1) == _inventory('lab')
+    four = module.inventory(4)
+    addresses = [v['dpu_offload_address'] for g in four.values() for v in g['hosts'].values()]
+    assert len(addresses) == len(set(addresses)) == 8
+    assert all(ipaddress.ip_address(a) in ipaddress.ip_network(SETTINGS['lab_subnet']) for a in addresses)
+    assert [v['dpu_offload_host'] for v in four['offload_dpus']['hosts'].values()] == list(four['offload_hosts']['hosts'])
+
+
+def test_the_execution_environment_installs_this_collection():
+    ee = yaml.safe_load((ROOT / 'execution-environment.yml').read_text())
+    galaxy = yaml.safe_load((ROOT / 'galaxy.yml').read_text())
+    tarball = 'dpu-offload-%s.tar.gz' % galaxy['version']
+    assert ee['version'] == 3
+    assert any(c['name'].endswith(tarball) for c in ee['dependencies']['galaxy']['collections'])
+    assert any(f['src'].endswith(tarball) for f in ee['additional_build_files'])
