@@ -22,13 +22,18 @@ import time
 import _signal as signal
 
 VERSION = 1
+MINOR = 1                   # 1.1: CONNECT / FIFO_READ / FIFO_WRITE stream sessions (a 1.0 peer ignores this byte)
 MAGIC = b"REXEC"
-HELLO_PAYLOAD = MAGIC + bytes((VERSION,))
+HELLO_PAYLOAD = MAGIC + bytes((VERSION, MINOR))
 
 # Frame types.
 T_HELLO = 0x01
 T_REQUEST = 0x02
 T_PID = 0x03
+T_CONNECT = 0x04            # 1.1: relay a unix socket of the server's machine
+T_FIFO_READ = 0x05          # 1.1: read a fifo on the server's machine
+T_FIFO_WRITE = 0x06         # 1.1: write a fifo on the server's machine
+T_READY = 0x07              # 1.1: the server opened the socket / fifo
 T_STDIN = 0x10
 T_STDOUT = 0x11
 T_STDERR = 0x12
@@ -50,12 +55,14 @@ STDIN_WINDOW = 2 << 20      # unacknowledged STDIN bytes a client may have in fl
 FROM_CLIENT = {
     T_HELLO: MAX_CONTROL, T_REQUEST: MAX_REQUEST, T_STDIN: MAX_DATA,
     T_EOF: MAX_CONTROL, T_SIGNAL: MAX_CONTROL,
+    T_CONNECT: MAX_CONTROL, T_FIFO_READ: MAX_CONTROL, T_FIFO_WRITE: MAX_CONTROL,
 }
 FROM_SERVER = {
     T_HELLO: MAX_CONTROL, T_PID: MAX_CONTROL, T_STDOUT: MAX_DATA, T_STDERR: MAX_DATA,
     T_EOF: MAX_CONTROL, T_ACK: MAX_CONTROL, T_EXIT: MAX_CONTROL, T_ERROR: MAX_CONTROL,
-    T_NOTICE: MAX_CONTROL,
+    T_NOTICE: MAX_CONTROL, T_READY: MAX_CONTROL,
 }
+STREAM_REQUESTS = {T_CONNECT: "connect", T_FIFO_READ: "fifo_read", T_FIFO_WRITE: "fifo_write"}
 STREAMED = frozenset((T_STDIN, T_STDOUT, T_STDERR))
 
 # Exit kinds in an EXIT frame.

@@ -1,0 +1,510 @@
+# Copyright (c) dpu.offload contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Protocol 1.1 stream sessions: rexec_forward (unix sockets) and rexec_fiforelay (fifos), on loopback.
+
+Two directories of one temporary tree stand for the two machines: `host/...`
+is where the real socket / the shim's end of a fifo lives, `dpu/...` the
+other machine.  The tools' --remote-map option (a testing aid) makes them ask
+the server for host/... when the local path is dpu/... (and the reverse for
+the fifo relay, which runs "on the HOST").
+"""
+
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from rexec_testlib import FILES, PYTHON, wait_until
+
+import rexec_proto as proto
+import rexec_stream
+
+FORWARD = os.path.join(FILES, "rexec_forward")
+FIFORELAY = os.path.join(FILES, "rexec_fiforelay")
+
+
+# --------------------------------------------------------------------------
+# helpers
+
+
+class Tool:
+    """A rexec_forward / rexec_fiforelay subprocess with its stderr in a file."""
+
+    def __init__(self, program, args, env, log_path):
+        self.program = program
+        self.args = args
+        self.env = env
+        self.log_path = log_path
+        self.proc = None
+
+    def start(self, ready):
+        before = self.log().count(ready)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([PYTHON, self.program] + self.args, env=self.env, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=log)
+        assert self.wait_log(ready, count=before + 1), self.log()
+        return self
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as handle:
+                return handle.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_log(self, needle, timeout=8.0, count=1):
+        return wait_until(lambda: self.log().count(needle) >= count, timeout)
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+class EchoServer:
+    """A unix socket server standing for the shim: echoes every connection, half-closes after the client's EOF."""
+
+    def __init__(self, path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(64)
+        self.sock.settimeout(0.2)
+        self.accepted = 0
+        self.running = True
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+        self.thread.start()
+
+    def loop(self):
+        while self.running:
+            try:
+                conn, _addr = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.accepted += 1
+            threading.Thread(target=self.echo, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def echo(conn):
+        conn.settimeout(20)
+        try:
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    break
+                conn.sendall(data)
+            conn.sendall(b"<eof seen>")
+            conn.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self):
+        self.running = False
+        self.sock.close()
+        self.thread.join(2)
+
+
+def exchange(path, payload, timeout=20.0):
+    """Send payload through the socket at path, half-close, return everything received until EOF."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    sock.connect(path)
+    errors = []
+
+    def sender():
+        try:
+            view = memoryview(payload)
+            while view:
+                sent = sock.send(view[:262144])
+                view = view[sent:]
+            sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=sender, daemon=True)
+    thread.start()
+    chunks = []
+    try:
+        while True:
+            try:
+                data = sock.recv(1 << 20)
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        thread.join(timeout)
+        sock.close()
+    return b"".join(chunks), errors
+
+
+@pytest.fixture
+def tree(tmp_path):
+    # Short names: unix socket paths must stay under 108 bytes.
+    return str(tmp_path)
+
+
+@pytest.fixture
+def tools():
+    started = []
+
+    def factory(program, args, env, log_path, ready):
+        tool = Tool(program, args, env, log_path)
+        started.append(tool)
+        return tool.start(ready)
+
+    yield factory
+    for tool in started:
+        tool.stop()
+
+
+def forward_env(server, tree, **extra):
+    env = server.client_env(REXEC_SOCKET_ALLOW=os.path.join(tree, "dpu", "s"))
+    env.update(extra)
+    return env
+
+
+def start_forward(tools, server, tree, args, name="forward.log", **extra):
+    return tools(FORWARD, ["--remote-map", "%s/dpu=%s/host" % (tree, tree), "--interval", "0.1"] + args,
+                 forward_env(server, tree, **extra), os.path.join(tree, name), "forwarding to")
+
+
+@pytest.fixture
+def host_server(make_server, tree):
+    return make_server("tls", REXEC_SOCKET_ALLOW=os.path.join(tree, "host", "s"),
+                       REXEC_FIFO_ALLOW=os.path.join(tree, "dpu", "fifo") + ":" + os.path.join(tree, "dpu", "tasks", "*", "*"))
+
+
+# --------------------------------------------------------------------------
+# unit: allowlists and mapping
+
+
+def test_path_allowed(tmp_path):
+    base = str(tmp_path)
+    os.makedirs(os.path.join(base, "s"))
+    os.makedirs(os.path.join(base, "t", "ns", "id"))
+    os.symlink(os.path.join(base, "s"), os.path.join(base, "link"))
+    allow = rexec_stream.parse_allow("%s/s:%s/t/*/*:relative:%s/../x" % (base, base, base))
+    assert len(allow) == 2
+    ok = os.path.join(base, "s", "abc").encode()
+    assert rexec_stream.path_allowed(ok, allow) == ok
+    assert rexec_stream.path_allowed(os.path.join(base, "link", "abc"), allow) == ok      # resolved through the link
+    assert rexec_stream.path_allowed(os.path.join(base, "t", "ns", "id", "log"), allow) is not None
+    for bad in ("%s/s/sub/abc" % base, "%s/t/ns/log" % base, "%s/s/../s/abc" % base, "%s/s/./abc" % base, "s/abc",
+                "%s/other/abc" % base, "%s/t/ns/id/x/log" % base):
+        assert rexec_stream.path_allowed(bad, allow) is None, bad
+    assert rexec_stream.path_allowed("/anything", []) is None
+
+
+def test_remote_map():
+    mapping = rexec_stream.parse_map("/a/dpu=/a/host")
+    assert rexec_stream.map_path("/a/dpu/s/x", mapping) == "/a/host/s/x"
+    assert rexec_stream.map_path("/a/dpux/s", mapping) == "/a/dpux/s"
+    assert rexec_stream.map_path("/a/dpu/s/x", None) == "/a/dpu/s/x"
+    with pytest.raises(ValueError):
+        rexec_stream.parse_map("relative=/x")
+
+
+def test_hello_minor_is_compatible():
+    assert proto.HELLO_PAYLOAD[:6] == b"REXEC\x01" and proto.MINOR >= 1
+
+
+# --------------------------------------------------------------------------
+# rexec_forward
+
+
+def test_forward_bulk_half_close_and_audit(host_server, tools, tree):
+    echo = EchoServer(os.path.join(tree, "host", "s", "abc"))
+    local = os.path.join(tree, "dpu", "s", "abc")
+    fwd = start_forward(tools, host_server, tree, ["--path", local])
+    try:
+        assert wait_until(lambda: os.path.exists(local), 5)
+        assert oct(os.stat(local).st_mode & 0o777) == oct(0o600)
+        payload = os.urandom(6 << 20)
+        received, errors = exchange(local, payload)
+        assert not errors
+        expected = payload + b"<eof seen>"
+        if received != expected:
+            diff = next((i for i in range(min(len(received), len(expected))) if received[i] != expected[i]), None)
+            raise AssertionError("len %d vs %d, first diff at %s" % (len(received), len(expected), diff))
+        assert hashlib.sha256(received).hexdigest() == hashlib.sha256(payload + b"<eof seen>").hexdigest()
+        assert host_server.wait_log('connect="%s/host/s/abc" status=closed sent=%d received=%d'
+                                    % (tree, len(payload) + 10, len(payload)))
+        assert "forward start %s" % local in fwd.log()
+    finally:
+        echo.close()
+
+
+def test_forward_concurrent_connections(host_server, tools, tree):
+    echo = EchoServer(os.path.join(tree, "host", "s", "abc"))
+    local = os.path.join(tree, "dpu", "s", "abc")
+    start_forward(tools, host_server, tree, ["--path", local])
+    results = {}
+
+    def one(index):
+        payload = os.urandom(100000 + index)
+        received, errors = exchange(local, payload)
+        results[index] = (received == payload + b"<eof seen>") and not errors
+
+    try:
+        assert wait_until(lambda: os.path.exists(local), 5)
+        threads = [threading.Thread(target=one, args=(index,)) for index in range(12)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert results == {index: True for index in range(12)}
+        assert echo.accepted == 12
+    finally:
+        echo.close()
+
+
+def test_forward_refused_outside_allowlist(host_server, tools, tree):
+    # The HOST's server only allows host/s; host/other is refused (and audited), the local connection just closes.
+    echo = EchoServer(os.path.join(tree, "host", "other", "abc"))
+    local = os.path.join(tree, "dpu", "other", "abc")
+    fwd = start_forward(tools, host_server, tree, ["--path", local], REXEC_SOCKET_ALLOW=os.path.join(tree, "dpu", "other"))
+    try:
+        assert wait_until(lambda: os.path.exists(local), 5)
+        received, _errors = exchange(local, b"hello")
+        assert received == b""
+        assert echo.accepted == 0
+        assert host_server.wait_log('connect="%s/host/other/abc" status=refused:allowlist(126)' % tree)
+        assert fwd.wait_log("peer refused the connection")
+        # The forwarder's own allowlist: a path outside it is not even created.
+        fwd2 = start_forward(tools, host_server, tree, ["--path", os.path.join(tree, "dpu", "x", "abc")], name="fwd2.log",
+                             REXEC_SOCKET_ALLOW=os.path.join(tree, "dpu", "s"))
+        assert fwd2.wait_log("not in REXEC_SOCKET_ALLOW")
+        assert not os.path.exists(os.path.join(tree, "dpu", "x", "abc"))
+    finally:
+        echo.close()
+
+
+def test_forward_does_not_clobber(host_server, tools, tree):
+    os.makedirs(os.path.join(tree, "dpu", "s"))
+    regular = os.path.join(tree, "dpu", "s", "file")
+    with open(regular, "w", encoding="ascii") as handle:
+        handle.write("keep me")
+    live = EchoServer(os.path.join(tree, "dpu", "s", "live"))
+    try:
+        fwd = start_forward(tools, host_server, tree, ["--path", regular, "--path", live.path])
+        assert fwd.wait_log("is not a socket: not replacing it")
+        assert fwd.wait_log("is a live socket")
+        with open(regular, encoding="ascii") as handle:
+            assert handle.read() == "keep me"
+        assert exchange(live.path, b"x")[0] == b"x<eof seen>"     # still the local server
+    finally:
+        live.close()
+
+
+def write_address(tree, ident, target):
+    directory = os.path.join(tree, "dpu", "tasks", "default", ident)
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "address")
+    with open(path + ".tmp", "w", encoding="ascii") as handle:
+        handle.write("unix://" + target)
+    os.rename(path + ".tmp", path)
+    return path
+
+
+def test_forward_watch_addresses_and_restart(host_server, tools, tree):
+    echo = EchoServer(os.path.join(tree, "host", "s", "h1"))
+    echo2 = EchoServer(os.path.join(tree, "host", "s", "h2"))
+    local1 = os.path.join(tree, "dpu", "s", "h1")
+    local2 = os.path.join(tree, "dpu", "s", "h2")
+    os.makedirs(os.path.join(tree, "dpu", "tasks"))
+    args = ["--watch-addresses", os.path.join(tree, "dpu", "tasks")]
+    fwd = start_forward(tools, host_server, tree, args)
+    try:
+        address1 = write_address(tree, "c1", local1)
+        assert wait_until(lambda: os.path.exists(local1), 5)
+        assert exchange(local1, b"one")[0] == b"one<eof seen>"
+        address2 = write_address(tree, "c2", local2)
+        assert wait_until(lambda: os.path.exists(local2), 5)
+        assert exchange(local2, b"two")[0] == b"two<eof seen>"
+        # The shim stops: its bundle (address file) goes, so does the forwarded socket.
+        os.unlink(address2)
+        assert wait_until(lambda: not os.path.exists(local2), 5)
+        assert fwd.wait_log("forward stop %s (address file gone)" % local2)
+        # Restart: sockets removed on stop, rebuilt from the address files at start.
+        fwd.stop()
+        assert not os.path.exists(local1)
+        fwd.start("forward start %s" % local1)
+        assert exchange(local1, b"again")[0] == b"again<eof seen>"
+        # A crash leaves a stale socket behind: the next start replaces it.
+        fwd.stop(signal.SIGKILL)
+        assert os.path.exists(local1)
+        before = fwd.log().count("forward start %s" % local1)
+        fwd.start("forwarding to")
+        assert fwd.wait_log("forward start %s" % local1, count=before + 1)
+        assert exchange(local1, b"after crash")[0] == b"after crash<eof seen>"
+        assert os.path.exists(address1)
+    finally:
+        echo.close()
+        echo2.close()
+
+
+def test_forward_peer_down_then_up(host_server, tools, tree):
+    echo = EchoServer(os.path.join(tree, "host", "s", "abc"))
+    local = os.path.join(tree, "dpu", "s", "abc")
+    fwd = start_forward(tools, host_server, tree, ["--path", local, "--retry-for", "8"])
+    try:
+        assert wait_until(lambda: os.path.exists(local), 5)
+        host_server.stop()
+        result = {}
+
+        def client():
+            result["data"] = exchange(local, b"are you there")[0]
+
+        thread = threading.Thread(target=client)
+        thread.start()
+        assert fwd.wait_log("unreachable")
+        host_server.start()
+        thread.join(15)
+        assert result.get("data") == b"are you there<eof seen>"
+        assert fwd.wait_log("reachable again")
+    finally:
+        echo.close()
+
+
+# --------------------------------------------------------------------------
+# rexec_fiforelay (runs "on the HOST": host/... is local, dpu/... is the peer's side)
+
+
+def start_relay(tools, server, tree, watch, name="relay.log"):
+    args = ["--remote-map", "%s/host=%s/dpu" % (tree, tree), "--interval", "0.1"]
+    for item in watch:
+        args += ["--watch", item]
+    return tools(FIFORELAY, args, server.client_env(), os.path.join(tree, name), "relaying fifos")
+
+
+def fifo_pair(tree, relative):
+    paths = []
+    for side in ("dpu", "host"):        # the peer's node first, as on a shared file system
+        path = os.path.join(tree, side, relative)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.mkfifo(path, 0o600)
+        paths.append(path)
+    return paths
+
+
+def in_thread(function, *args):
+    result = {}
+
+    def run():
+        try:
+            result["value"] = function(*args)
+        except Exception as exc:  # reported by the test
+            result["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, result
+
+
+def read_fifo(path, progress=None):
+    with open(path, "rb", buffering=0) as handle:
+        chunks = []
+        while True:
+            data = handle.read(65536)
+            if not data:
+                return b"".join(chunks)
+            chunks.append(data)
+            if progress is not None:
+                progress.append(len(data))
+
+
+def write_fifo(path, data, pause=None):
+    with open(path, "wb") as handle:
+        if pause is not None:
+            handle.write(data[:1000])
+            handle.flush()
+            pause.wait(10)
+            handle.write(data[1000:])
+        else:
+            handle.write(data)
+
+
+def test_fiforelay_stdout_and_stdin(host_server, tools, tree):
+    os.makedirs(os.path.join(tree, "host", "fifo"))
+    relay = start_relay(tools, host_server, tree, [os.path.join(tree, "host", "fifo")])
+    # shim (HOST) writes stdout, client (DPU) reads it
+    dpu_out, host_out = fifo_pair(tree, "fifo/c1-stdout")
+    payload = os.urandom(3 << 20)
+    reader, got = in_thread(read_fifo, dpu_out)
+    writer, _w = in_thread(write_fifo, host_out, payload)
+    # client (DPU) writes stdin, shim (HOST) reads it
+    dpu_in, host_in = fifo_pair(tree, "fifo/c1-stdin")
+    stdin_payload = os.urandom(500000)
+    shim_reader, shim_got = in_thread(read_fifo, host_in)
+    client_writer, _c = in_thread(write_fifo, dpu_in, stdin_payload)
+    for thread in (reader, writer, shim_reader, client_writer):
+        thread.join(20)
+    assert got.get("value") == payload, (got.get("error"), relay.log())
+    assert shim_got.get("value") == stdin_payload, (shim_got.get("error"), relay.log())
+    assert relay.wait_log("relay start %s -> peer:%s" % (host_out, dpu_out))
+    assert relay.wait_log("relay start peer:%s -> %s" % (dpu_in, host_in))
+    assert host_server.wait_log('fifo_write="%s" status=closed' % dpu_out)
+    assert host_server.wait_log('fifo_read="%s" status=closed' % dpu_in)
+    # The nodes go: the relays stop.
+    for path in (dpu_out, host_out, dpu_in, host_in):
+        os.unlink(path)
+    assert relay.wait_log("relay stop %s (removed" % host_out)
+    assert relay.wait_log("relay stop %s (removed" % host_in)
+
+
+def test_fiforelay_log_fifo_in_bundle_and_second_round(host_server, tools, tree):
+    os.makedirs(os.path.join(tree, "host", "tasks"))
+    relay = start_relay(tools, host_server, tree, [os.path.join(tree, "host", "tasks", "*", "*")])
+    dpu_log, host_log = fifo_pair(tree, "tasks/default/c1/log")
+    # The shim opens the log fifo for writing: it must not block (the relay is a local reader).
+    for text in (b"first shim log\n", b"second writer\n"):
+        reader, got = in_thread(read_fifo, dpu_log)
+        writer, wrote = in_thread(write_fifo, host_log, text)
+        writer.join(10)
+        reader.join(10)
+        assert not writer.is_alive() and "error" not in wrote
+        assert got.get("value") == text, relay.log()
+    assert relay.log().count("relay start") == 1
+
+
+def test_fiforelay_survives_removed_fifo(host_server, tools, tree):
+    os.makedirs(os.path.join(tree, "host", "fifo"))
+    relay = start_relay(tools, host_server, tree, [os.path.join(tree, "host", "fifo")])
+    dpu_a, host_a = fifo_pair(tree, "fifo/a-stdout")
+    pause = threading.Event()
+    progress = []
+    reader, got = in_thread(read_fifo, dpu_a, progress)
+    writer, _w = in_thread(write_fifo, host_a, b"x" * 5000, pause)
+    assert relay.wait_log("relay start %s" % host_a)
+    assert wait_until(lambda: sum(progress) >= 1000, 10)   # the first bytes went through
+    os.unlink(host_a)                                     # removed mid-way
+    assert relay.wait_log("relay stop %s (removed" % host_a)
+    pause.set()
+    writer.join(10)
+    reader.join(10)
+    assert not reader.is_alive()                          # the peer's reader got EOF
+    assert got.get("value", b"").startswith(b"x" * 1000)
+    # The relay goes on with other fifos.
+    dpu_b, host_b = fifo_pair(tree, "fifo/b-stdout")
+    reader, got = in_thread(read_fifo, dpu_b)
+    writer, _w = in_thread(write_fifo, host_b, b"still working")
+    writer.join(10)
+    reader.join(10)
+    assert got.get("value") == b"still working"
+    assert relay.proc.poll() is None
