@@ -52,8 +52,8 @@ inventory: $(if $(filter 1,$(PAIRS)),,.lab/pairs-$(PAIRS)/hosts.yml)
 
 test: venv unit lint changelog-lint sanity units importer molecule ## everything CI checks
 
-unit: venv ## plain pytest suites (rexec, lab tooling)
-	pytest -q tests/rexec tests/lab
+unit: venv ## plain pytest suites (rexec, lab tooling, qtfs rendering)
+	pytest -q tests/rexec tests/lab tests/render
 
 lint: venv ## ansible-lint, production profile
 	ansible-lint --profile production

@@ -1,0 +1,94 @@
+"""The qtfs transport, rendered: what the roles would write for a pair, checked
+without qtfs.ko (this kernel cannot load modules). Named as such in the README."""
+import configparser
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+SHARED = ['/proc', '/sys', '/var/lib/docker/containers', '/var/lib/docker/containerd', '/var/lib/docker/overlay2',
+          '/var/lib/docker/image', '/var/lib/docker/tmp', '/run/containerd/io.containerd.runtime.v1.linux',
+          '/run/docker/containerd', '/var/lib/kubelet/pods']
+SECTIONS = ['Open', 'Write', 'Read', 'Readdir', 'Mkdir', 'Rmdir', 'Create', 'Unlink', 'Rename', 'Setattr', 'Setxattr', 'Mount']
+
+
+def _render(tmp_path, *extra):
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), ANSIBLE_NOCOLOR='1')
+    playbook = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
+    result = subprocess.run([playbook, '-i', str(HERE / 'inventory.yml'), str(HERE / 'qtfs.yml'),
+                             '-e', 'render_dir=%s' % tmp_path, *extra],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return tmp_path / 'render-host', tmp_path / 'render-dpu'
+
+
+@pytest.fixture(scope='module')
+def vsock(tmp_path_factory):
+    return _render(tmp_path_factory.mktemp('vsock'))
+
+
+@pytest.fixture(scope='module')
+def tcp(tmp_path_factory):
+    return _render(tmp_path_factory.mktemp('tcp'), '-e', 'offload_common_qtfs_connection=tcp',
+                   '-e', '{"qtfs_server_whitelist_extra": {"Udsconnect": ["/run/containerd"]}}')
+
+
+def _whitelist(host_dir):
+    parser = configparser.ConfigParser()
+    parser.optionxform = str
+    parser.read(host_dir / 'qtfs_whitelist')
+    return parser
+
+
+def test_whitelist_lists_exactly_the_shared_paths(vsock):
+    whitelist = _whitelist(vsock[0])
+    assert whitelist.sections() == SECTIONS
+    for section in SECTIONS:
+        assert whitelist[section]['Path'].split(';') == SHARED
+    assert len(SHARED) <= 64  # the engine reads at most 64 entries a section
+
+
+def test_whitelist_extra_sections_are_added_not_widened(tcp):
+    whitelist = _whitelist(tcp[0])
+    assert whitelist['Udsconnect']['Path'] == '/run/containerd'
+    assert whitelist['Mount']['Path'].split(';') == SHARED
+
+
+def test_vsock_parameters_and_engine_arguments(vsock):
+    host, dpu = (json.loads((d / 'data.json').read_text()) for d in vsock)
+    assert host['module_params'] == {'qtfs_server_vsock_cid': 2, 'qtfs_server_vsock_port': 12345, 'qtfs_log_level': 'ERROR'}
+    assert dpu['module_params'] == {'qtfs_server_vsock_cid': 2, 'qtfs_server_vsock_port': 12345, 'qtfs_log_level': 'ERROR'}
+    assert host['engine_args'] == [16, 1, 2, 12121, 10, 12121]
+    assert host['ports'] == []
+    unit = (vsock[0] / 'qtfs-engine.service').read_text()
+    assert 'ExecStart=/usr/local/lib/dpu-offload/qtfs/engine 16 1 2 12121 10 12121\n' in unit
+
+
+def test_tcp_test_mode_parameters_ports_and_udsproxyd(tcp):
+    host, dpu = (json.loads((d / 'data.json').read_text()) for d in tcp)
+    assert host['module_params']['qtfs_server_ip'] == '192.0.2.10'
+    assert dpu['module_params'] == {'qtfs_server_ip': '192.0.2.10', 'qtfs_server_port': 12345, 'qtfs_log_level': 'ERROR'}
+    assert host['engine_args'] == [16, 1, '192.0.2.10', 12121, '192.0.2.11', 12121]
+    assert host['ports'] == ['12345-12347', '12121']
+    uds = (tcp[1] / 'qtfs-udsproxyd.service').read_text()
+    assert 'ExecStart=/usr/bin/udsproxyd 1 192.0.2.11 12121 192.0.2.10 12121\n' in uds
+
+
+def test_dpu_mount_plan_over_qtfs(vsock):
+    mounts = json.loads((vsock[1] / 'data.json').read_text())['mounts']
+    by_path = [(m['path'], m['fstype']) for m in mounts]
+    assert by_path[0] == ('/another_rootfs', 'overlay')
+    assert ('/another_rootfs/local_proc', 'proc') in by_path
+    shared = [m for m in mounts if m['fstype'] == 'qtfs']
+    assert [m['src'] for m in shared] == SHARED
+    assert [m['path'] for m in shared] == ['/another_rootfs' + p for p in SHARED]
+    assert shared[0]['opts'] == 'proc' and all(m['opts'] == '' for m in shared[1:])
+    # The guide's order: the DPU's own proc before the HOST's, sysfs before /sys over it.
+    paths = [p for p, _t in by_path]
+    assert paths.index('/another_rootfs/local_proc') < paths.index('/another_rootfs/proc')
+    assert [t for p, t in by_path if p == '/another_rootfs/sys'] == ['sysfs', 'qtfs']
