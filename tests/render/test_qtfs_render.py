@@ -92,3 +92,17 @@ def test_dpu_mount_plan_over_qtfs(vsock):
     paths = [p for p, _t in by_path]
     assert paths.index('/another_rootfs/local_proc') < paths.index('/another_rootfs/proc')
     assert [t for p, t in by_path if p == '/another_rootfs/sys'] == ['sysfs', 'qtfs']
+
+
+def test_boot_script_loads_qtfs_then_mounts_in_plan_order(vsock):
+    script = (vsock[1] / 'mount-rootfs.sh').read_text()
+    assert subprocess.run(['sh', '-n', str(vsock[1] / 'mount-rootfs.sh')], check=False).returncode == 0
+    lines = script.splitlines()
+    insmod = next(i for i, line in enumerate(lines) if 'insmod' in line)
+    assert "qtfs_server_vsock_cid=2" in lines[insmod] and '/usr/local/lib/dpu-offload/qtfs/qtfs.ko' in lines[insmod]
+    mounts = [line for line in lines if line.startswith('mount ')]
+    mounts_json = json.loads((vsock[1] / 'data.json').read_text())['mounts']
+    assert len(mounts) == len(mounts_json)
+    assert all(line.endswith(' ' + m['path']) for line, m in zip(mounts, mounts_json))
+    assert insmod < lines.index(mounts[0])
+    assert mounts[-len(SHARED)] == 'mount -t qtfs -o proc /proc /another_rootfs/proc'
