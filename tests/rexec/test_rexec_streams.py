@@ -187,7 +187,8 @@ def start_forward(tools, server, tree, args, name="forward.log", **extra):
 @pytest.fixture
 def host_server(make_server, tree):
     return make_server("tls", REXEC_SOCKET_ALLOW=os.path.join(tree, "host", "s"),
-                       REXEC_FIFO_ALLOW=os.path.join(tree, "dpu", "fifo") + ":" + os.path.join(tree, "dpu", "tasks", "*", "*"))
+                       REXEC_FIFO_ALLOW=":".join((os.path.join(tree, "dpu", "fifo"), os.path.join(tree, "dpu", "fifo", "*"),
+                                                  os.path.join(tree, "dpu", "tasks", "*", "*"))))
 
 
 # --------------------------------------------------------------------------
@@ -209,6 +210,9 @@ def test_path_allowed(tmp_path):
                 "%s/other/abc" % base, "%s/t/ns/id/x/log" % base):
         assert rexec_stream.path_allowed(bad, allow) is None, bad
     assert rexec_stream.path_allowed("/anything", []) is None
+    one = rexec_stream.parse_allow("%s/s/only.sock" % base)      # an entry may name a single socket
+    assert rexec_stream.path_allowed("%s/s/only.sock" % base, one) is not None
+    assert rexec_stream.path_allowed("%s/s/other.sock" % base, one) is None
 
 
 def test_remote_map():
@@ -441,15 +445,16 @@ def write_fifo(path, data, pause=None):
 
 
 def test_fiforelay_stdout_and_stdin(host_server, tools, tree):
+    # ctr makes its fifos in a fresh subdirectory: /run/containerd/fifo/<random>/<id>-stdin
     os.makedirs(os.path.join(tree, "host", "fifo"))
-    relay = start_relay(tools, host_server, tree, [os.path.join(tree, "host", "fifo")])
+    relay = start_relay(tools, host_server, tree, [os.path.join(tree, "host", "fifo", "*")])
     # shim (HOST) writes stdout, client (DPU) reads it
-    dpu_out, host_out = fifo_pair(tree, "fifo/c1-stdout")
+    dpu_out, host_out = fifo_pair(tree, "fifo/123/c1-stdout")
     payload = os.urandom(3 << 20)
     reader, got = in_thread(read_fifo, dpu_out)
     writer, _w = in_thread(write_fifo, host_out, payload)
     # client (DPU) writes stdin, shim (HOST) reads it
-    dpu_in, host_in = fifo_pair(tree, "fifo/c1-stdin")
+    dpu_in, host_in = fifo_pair(tree, "fifo/123/c1-stdin")
     stdin_payload = os.urandom(500000)
     shim_reader, shim_got = in_thread(read_fifo, host_in)
     client_writer, _c = in_thread(write_fifo, dpu_in, stdin_payload)
@@ -508,3 +513,13 @@ def test_fiforelay_survives_removed_fifo(host_server, tools, tree):
     reader.join(10)
     assert got.get("value") == b"still working"
     assert relay.proc.poll() is None
+
+
+def test_fiforelay_refused_by_peer_allowlist(host_server, tools, tree):
+    os.makedirs(os.path.join(tree, "host", "other"))
+    relay = start_relay(tools, host_server, tree, [os.path.join(tree, "host", "other")])
+    dpu_x, host_x = fifo_pair(tree, "other/x-stdout")
+    assert relay.wait_log("relay stop %s (refused by the peer" % host_x)
+    assert host_server.wait_log('fifo_write="%s" status=refused:allowlist(126)' % dpu_x)
+    time.sleep(0.5)                                      # not retried while the node stays the same
+    assert relay.log().count("relay start") == 1

@@ -76,9 +76,13 @@ def _dir_matches(directory, pattern):
 
 
 def path_allowed(path, entries):
-    """The real path of path, if its parent directory is exactly one of entries (a pattern matches one component per `*`); else None.
+    """The real path of path if allowed by entries, else None.
 
-    Refuses relative paths, NUL bytes and `.`/`..` components before resolving anything.
+    Allowed: the real path's parent directory is exactly an entry (in a
+    pattern, `*` stands for exactly one path component), or the real path
+    itself is an entry (an entry may name one socket / fifo).  Refuses
+    relative paths, NUL bytes and `.`/`..` components before resolving
+    anything.
     """
     if isinstance(path, str):
         path = os.fsencode(path)
@@ -90,7 +94,7 @@ def path_allowed(path, entries):
     real = os.path.realpath(path)
     parent = os.path.dirname(real)
     for entry in entries:
-        if parent == entry or _dir_matches(parent, entry):
+        if parent == entry or real == entry or _dir_matches(parent, entry):
             return real
     return None
 
@@ -455,9 +459,10 @@ class Pump:
                             self.handle(self.parser.feed(chunk))
                     if self.result is not None:
                         break
-                if fd == self.rfd and self.reading and event & (POLLIN | POLLERRS):
+                wanted = want.get(fd, 0)
+                if fd == self.rfd and self.reading and wanted & POLLIN and event & (POLLIN | POLLERRS):
                     self.read_local()
-                if fd == self.wfd and self.writing and event & (POLLOUT | POLLERRS):
+                if fd == self.wfd and self.writing and wanted & POLLOUT and event & (POLLOUT | POLLERRS):
                     self.write_local()
             if conn.out and self.exit_value is None:
                 conn.flush()
