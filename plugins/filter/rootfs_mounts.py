@@ -17,6 +17,8 @@ def _under(root, path):
     if '..' in str(path).split('/'):
         raise AnsibleFilterError('mount point %r leaves the offload root' % path)
     rel = posixpath.normpath('/' + str(path).lstrip('/'))
+    if root == '/':
+        return rel
     return posixpath.normpath(root + rel) if rel != '/' else root
 
 
@@ -25,15 +27,24 @@ def _item(path, src, fstype, opts=''):
 
 
 def rootfs_mounts(shared, root, transport, local_mounts=None, cgroup_hierarchies=None, cgroup_opts='',
-                  overlay_dir='', sshfs_source='', sshfs_opts=''):
+                  overlay_dir='', sshfs_source='', sshfs_opts='', same_paths=False):
     """Return the offload root's mounts in the order they must be made.
 
     The root (an overlay of the DPU's own root when overlay_dir is set), the
     DPU's own mounts (local_mounts, paths relative to the root), one cgroup v1
     mount per hierarchy under sys/fs/cgroup, then the HOST's shared
     directories through qtfs or sshfs (sshfs_source is user@host).
+
+    same_paths=True with root / plans the shared directories alone, each
+    mounted at its own path (the stock engine mode); the root's overlay, local
+    mounts and cgroups are refused then.
     """
-    if not root or not str(root).startswith('/') or posixpath.normpath(root) == '/':
+    if same_paths:
+        if posixpath.normpath(str(root or '')) != '/':
+            raise AnsibleFilterError('same_paths plans mounts at their own paths: root must be /, got %r' % root)
+        if overlay_dir or local_mounts or cgroup_hierarchies:
+            raise AnsibleFilterError('same_paths takes no overlay_dir, local_mounts or cgroup_hierarchies')
+    elif not root or not str(root).startswith('/') or posixpath.normpath(root) == '/':
         raise AnsibleFilterError('the offload root must be an absolute path other than /, got %r' % root)
     if transport not in TRANSPORTS:
         raise AnsibleFilterError('transport must be one of %s, got %r' % (', '.join(TRANSPORTS), transport))

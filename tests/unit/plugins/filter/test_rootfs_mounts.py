@@ -59,3 +59,28 @@ def test_bad_input_is_refused_with_the_fix(kwargs, message):
 def test_shared_paths_must_be_absolute():
     with pytest.raises(AnsibleFilterError, match='absolute HOST path'):
         rootfs_mounts([{'path': 'proc'}], '/r', 'qtfs')
+
+
+def test_same_paths_plans_shared_directories_at_their_own_paths():
+    shared = [{'path': '/var/lib/containerd/io.containerd.snapshotter.v1.native'},
+              {'path': '/run/containerd/fifo', 'sshfs_opts': 'dir_cache=no', 'mode': '0700', 'fifos': '*'}]
+    plan = rootfs_mounts(shared, '/', 'sshfs', same_paths=True, sshfs_source='root@10.0.0.1', sshfs_opts='reconnect')
+    assert plan == [
+        {'path': '/var/lib/containerd/io.containerd.snapshotter.v1.native', 'fstype': 'fuse.sshfs',
+         'src': 'root@10.0.0.1:/var/lib/containerd/io.containerd.snapshotter.v1.native', 'opts': 'reconnect'},
+        {'path': '/run/containerd/fifo', 'src': 'root@10.0.0.1:/run/containerd/fifo', 'fstype': 'fuse.sshfs',
+         'opts': 'reconnect,dir_cache=no'},
+    ]
+    assert rootfs_mounts([{'path': '/run/x'}], '/', 'qtfs', same_paths=True) == [
+        {'path': '/run/x', 'src': '/run/x', 'fstype': 'qtfs', 'opts': ''}]
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    ({'root': '/r'}, 'root must be /'),
+    ({'root': '/', 'overlay_dir': '/o'}, 'takes no overlay_dir'),
+    ({'root': '/', 'local_mounts': LOCAL}, 'takes no overlay_dir'),
+    ({'root': '/', 'cgroup_hierarchies': ['cpu']}, 'takes no overlay_dir'),
+])
+def test_same_paths_refuses_a_root_plan(kwargs, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        rootfs_mounts(SHARED, transport='qtfs', same_paths=True, **kwargs)

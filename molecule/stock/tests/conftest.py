@@ -1,0 +1,32 @@
+"""Reach the lab's nodes by name through molecule's inventory.
+
+Outside molecule, STOCK_INVENTORY, STOCK_HOST and STOCK_DPU point the tests
+at another lab (e.g. a second pair made with lab/lab.yml).
+"""
+import os
+
+import pytest
+import testinfra
+
+
+def _inventory():
+    if os.environ.get('STOCK_INVENTORY'):
+        return os.environ['STOCK_INVENTORY']
+    ephemeral = os.environ.get('MOLECULE_EPHEMERAL_DIRECTORY')
+    if ephemeral:
+        return os.path.join(ephemeral, 'inventory')
+    return os.path.join(os.path.dirname(__file__), '..', '..', '..', 'inventories', 'lab')
+
+
+def node(name):
+    return testinfra.get_host('ansible://%s?ansible_inventory=%s' % (name, _inventory()))
+
+
+@pytest.fixture(scope='session')
+def hostnode():
+    return node(os.environ.get('STOCK_HOST', 'lab-host'))
+
+
+@pytest.fixture(scope='session')
+def dpu():
+    return node(os.environ.get('STOCK_DPU', 'lab-dpu'))
