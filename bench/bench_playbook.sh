@@ -8,7 +8,12 @@ cd "$(dirname "$0")/.."
 export ANSIBLE_CONFIG=$PWD/ansible.cfg PATH=$PWD/.venv/bin:$PATH
 sizes=("$@"); [ ${#sizes[@]} -gt 0 ] || sizes=(1 4)
 declare -A took
-seconds() { local t0=$EPOCHREALTIME; "$@" > /dev/null; awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {print b - a}'; }
+mkdir -p .lab
+# A failed run is no figure: stop, and keep its output.
+seconds() {
+  local t0=$EPOCHREALTIME
+  "$@" > .lab/bench-last.log 2>&1 || { echo "failed ($*), see .lab/bench-last.log" >&2; exit 1; }
+  awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {print b - a}'; }
 for n in "${sizes[@]}"; do
   make -s lab-down PAIRS="$n" > /dev/null 2>&1 || true
   make -s lab-up PAIRS="$n" > /dev/null

@@ -173,13 +173,14 @@ def missing_parents(path, planned_dirs=frozenset()):
     return missing
 
 
-def plan_entry(entry, planned_dirs=frozenset(), predict=False):
+def plan_entry(entry, planned_dirs=frozenset(), predict=False, removed=frozenset()):
     """Return (actions, diff) for one normalized entry; raises FileSetError.
 
     planned_dirs holds directories an earlier entry of the same run creates,
     so that check mode predicts files inside them instead of failing. With
     predict (check mode), a missing parent is taken as made by an earlier
-    task, whose creation check mode only predicted.
+    task, whose creation check mode only predicted. removed holds the paths
+    earlier entries remove, so a directory they empty can go too.
     """
     path = entry['path']
     current = inspect(path)
@@ -248,7 +249,7 @@ def plan_entry(entry, planned_dirs=frozenset(), predict=False):
         if kind == 'absent':
             actions = []
         elif kind == 'directory':
-            if os.listdir(path):
+            if [name for name in os.listdir(path) if os.path.join(path, name) not in removed]:
                 raise FileSetError('%s: the directory is not empty; it is removed only when empty' % path)
             actions = ['rmdir']
         else:
@@ -261,13 +262,15 @@ def plan_entry(entry, planned_dirs=frozenset(), predict=False):
 def plan(entries, predict=False):
     """Plan every entry in order; returns a list of (entry, actions, diff)."""
     planned_dirs = set()
+    removed = set()
     planned = []
     for entry in entries:
-        actions, diff = plan_entry(entry, planned_dirs, predict)
+        actions, diff = plan_entry(entry, planned_dirs, predict, removed)
         if 'parents' in actions or (predict and entry['state'] != 'absent'):
             planned_dirs.update(missing_parents(entry['path'], planned_dirs))
         if entry['state'] == 'absent':
             planned_dirs.discard(entry['path'])
+            removed.add(entry['path'])
         elif entry['state'] == 'directory':
             planned_dirs.add(entry['path'])
         planned.append((entry, actions, diff))

@@ -10,7 +10,7 @@ DOCUMENTATION = r'''
 ---
 module: file_set
 short_description: Manage a set of directories, files and symbolic links in one run
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Brings an ordered list of paths to their state in a single module run, where
     M(ansible.builtin.file), M(ansible.builtin.copy) and M(ansible.builtin.template)
