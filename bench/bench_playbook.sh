@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
 # Times playbooks/offload.yml (fresh converge, idempotent re-run) and
 # playbooks/teardown.yml on lab fleets of the given sizes, in one run, and
-# prints them side by side. Each size gets a fresh lab; the lab is removed
-# afterwards. Usage: bench/bench_playbook.sh 1 4
+# prints them side by side, with the CPU time the whole machine spent
+# meanwhile (controller, Docker and the lab's nodes all share its cores).
+# Each size gets a fresh lab; the lab is removed afterwards.
+# Usage: bench/bench_playbook.sh 1 4
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ANSIBLE_CONFIG=$PWD/ansible.cfg PATH=$PWD/.venv/bin:$PATH
 sizes=("$@"); [ ${#sizes[@]} -gt 0 ] || sizes=(1 4)
 declare -A took
 mkdir -p .lab
-# A failed run is no figure: stop, and keep its output.
+cores=$(nproc)
+# Busy CPU time of the machine so far, in clock ticks (user nice system irq softirq).
+busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+# Prints "wall-seconds cpu-seconds". A failed run is no figure: stop, and keep its output.
 seconds() {
-  local t0=$EPOCHREALTIME
+  local t0=$EPOCHREALTIME c0; c0=$(busy)
   "$@" > .lab/bench-last.log 2>&1 || { echo "failed ($*), see .lab/bench-last.log" >&2; exit 1; }
-  awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {print b - a}'; }
+  awk -v a="$t0" -v b="$EPOCHREALTIME" -v c0="$c0" -v c1="$(busy)" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN {print b - a, (c1 - c0) / hz}'; }
 for n in "${sizes[@]}"; do
   make -s lab-down PAIRS="$n" > /dev/null 2>&1 || true
   make -s lab-up PAIRS="$n" > /dev/null
@@ -23,11 +29,20 @@ for n in "${sizes[@]}"; do
   took[$n,teardown]=$(seconds ansible-playbook playbooks/teardown.yml -i "$inv")
   make -s lab-down PAIRS="$n" > /dev/null
 done
-printf '\n| pairs | fresh converge (s) | idempotent re-run (s) | teardown (s) |\n|---|---|---|---|\n'
+wall() { echo "${took[$1]% *}"; }
+cpu() { echo "${took[$1]#* }"; }
+printf '\n| pairs | fresh converge (s) | idempotent re-run (s) | teardown (s) | re-run CPU (s) | re-run cores busy of %s |\n' "$cores"
+printf '|---|---|---|---|---|---|\n'
 for n in "${sizes[@]}"; do
-  printf '| %s | %.1f | %.1f | %.1f |\n' "$n" "${took[$n,converge]}" "${took[$n,rerun]}" "${took[$n,teardown]}"
+  printf '| %s | %.1f | %.1f | %.1f | %.1f | %.2f |\n' "$n" "$(wall "$n,converge")" "$(wall "$n,rerun")" "$(wall "$n,teardown")" \
+    "$(cpu "$n,rerun")" "$(awk -v c="$(cpu "$n,rerun")" -v w="$(wall "$n,rerun")" 'BEGIN {print c / w}')"
 done
 if [ "${#sizes[@]}" -ge 2 ]; then
   a=${sizes[0]} b=${sizes[-1]}
-  printf '\nre-run, %s pairs vs %s: %sx the time\n' "$b" "$a" "$(awk -v x="${took[$b,rerun]}" -v y="${took[$a,rerun]}" 'BEGIN {printf "%.2f", x / y}')"
+  # The fastest the larger fleet could go on these cores: its CPU time spread
+  # over all of them, or the smaller fleet's time if that is longer.
+  awk -v x="$(wall "$b,rerun")" -v y="$(wall "$a,rerun")" -v cb="$(cpu "$b,rerun")" -v k="$cores" -v a="$a" -v b="$b" 'BEGIN {
+    floor = cb / k; if (floor < y) floor = y
+    printf "\nre-run, %s pairs vs %s: %.2fx the time; %s pairs need %.1f CPU-s, at least %.1f s (%.2fx) on %s cores\n",
+      b, a, x / y, b, cb, floor, floor / y, k }'
 fi

@@ -157,8 +157,8 @@ def _describe(info, mode=None):
     if info['kind'] == 'link':
         return 'link -> %s\n' % info['target']
     shown = info.get('mode') if mode is None else mode
-    return '%s mode %s uid %s gid %s\n' % (info['kind'], '%04o' % shown if shown is not None else '-',
-                                          info.get('uid', '-'), info.get('gid', '-'))
+    return '%s mode %s uid %s gid %s\n' % (
+        info['kind'], '%04o' % shown if shown is not None else '-', info.get('uid', '-'), info.get('gid', '-'))
 
 
 def missing_parents(path, planned_dirs=frozenset()):

@@ -91,7 +91,7 @@ options:
         default: true
       parents:
         description:
-          - Create missing parent directories, like M(ansible.builtin.file) does: with the
+          - Create missing parent directories, like M(ansible.builtin.file) does, with the
             entry's mode and owner for a directory, mode V(0755) and the entry's owner otherwise.
           - When false, a missing parent that no earlier entry creates is an error.
           - Defaults to O(parents).
@@ -134,6 +134,7 @@ attributes:
   platform:
     platforms: [posix]
     support: full
+    description: Any POSIX node with Python; owners and groups are looked up in its user database.
 notes:
   - SELinux contexts and file attributes (C(chattr)) are not managed.
   - Validation runs only for entries whose content changes, and for all of them before
