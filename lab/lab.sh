@@ -4,6 +4,10 @@
 #   lab/lab.sh engine   install (Debian docker.io) and start dockerd if needed
 #   lab/lab.sh image    engine + build the base image once, print its name
 #   lab/lab.sh rmi      remove the lab's base images (only those it built)
+# For tests (tests/lab/test_lab_sh.py) and unusual machines:
+#   LAB_TMPDIR        where the rootfs tree is built (default /var/tmp)
+#   LAB_DOCKERD_LOG   dockerd's log when it is started here (default /var/log/dpu-offload-dockerd.log)
+#   LAB_ENGINE_WAIT   seconds to wait for a started engine to answer (default 60)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 settings="$here/settings.yml"
@@ -11,6 +15,8 @@ setting() { sed -n "s/^$1: *//p" "$settings"; }
 repo=$(setting lab_image_repo)
 label=$(setting lab_label)
 log() { printf 'lab: %s\n' "$*" >&2; }
+dockerd_log=${LAB_DOCKERD_LOG:-/var/log/dpu-offload-dockerd.log}
+engine_wait=${LAB_ENGINE_WAIT:-60}
 
 apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >&2 || {
@@ -29,14 +35,18 @@ engine() {
   if [ -d /run/systemd/system ]; then
     systemctl start docker >&2
   else
-    log "starting dockerd (log: /var/log/dpu-offload-dockerd.log)"
-    setsid nohup dockerd >/var/log/dpu-offload-dockerd.log 2>&1 < /dev/null &
+    log "starting dockerd (log: $dockerd_log)"
+    setsid nohup dockerd >"$dockerd_log" 2>&1 < /dev/null &
   fi
-  for _ in $(seq 60); do
+  for _ in $(seq "$engine_wait"); do
     docker info >/dev/null 2>&1 && return 0
     sleep 1
   done
-  log "dockerd did not answer within 60 s; see /var/log/dpu-offload-dockerd.log"
+  if [ -d /run/systemd/system ]; then
+    log "the Docker engine did not answer within $engine_wait s; see journalctl -u docker"
+  else
+    log "dockerd did not answer within $engine_wait s; see $dockerd_log"
+  fi
   exit 1
 }
 
@@ -60,15 +70,18 @@ image_ref() { echo "$repo:$(sha256sum "$here/image-packages.txt" | cut -c1-12)";
 
 image() {
   engine
-  local ref dir
+  local ref
   ref=$(image_ref)
   if docker image inspect "$ref" >/dev/null 2>&1; then
     echo "$ref"
     return 0
   fi
   command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
-  dir=$(mktemp -d /var/tmp/dpu-offload-rootfs.XXXXXX)
-  trap 'cleanup_rootfs "$dir"' EXIT
+  # A global, not a local: the EXIT trap runs after image() has returned,
+  # when its locals are gone (and set -u makes an unset name fatal).
+  rootfs_dir=$(mktemp -d "${LAB_TMPDIR:-/var/tmp}/dpu-offload-rootfs.XXXXXX")
+  trap 'cleanup_rootfs "$rootfs_dir"' EXIT
+  local dir=$rootfs_dir
   log "building $ref with debootstrap from $(mirror) (a few minutes, once)"
   debootstrap --variant=minbase --include="$(packages)" bookworm "$dir" "$(mirror)" >&2
   # Services the roles manage are off until a role turns them on.
