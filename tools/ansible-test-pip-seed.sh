@@ -5,7 +5,8 @@
 # pinned packages from the configured package index.
 set -euo pipefail
 py=${1:?usage: $0 PYTHON}
-src=$("$py" -c 'import ansible_test, os; print(os.path.dirname(ansible_test.__file__))')
+src=$("$py" -c 'import ansible_test, os; print(os.path.dirname(ansible_test.__file__))') ||
+  { echo "$py has no ansible_test (ansible-core): nothing to seed" >&2; exit 1; }
 ver=$(sed -n "s/^ *pip='\([0-9.]*\)',.*/\1/p" "$src/_internal/python_requirements.py" | head -n1)
 [ -n "$ver" ] || { echo "cannot find ansible-test's pip version in $src" >&2; exit 1; }
 cache="$HOME/.ansible/test/cache/get_pip_${ver//./_}.py"
