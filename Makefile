@@ -23,7 +23,7 @@ PYENV_BINS := $(subst $(space),:,$(wildcard $(HOME)/.pyenv/versions/3.*/bin))
 ATEST_PATH := $(BIN)$(if $(PYENV_BINS),:$(PYENV_BINS)):$(PATH)
 
 .PHONY: help venv demo teardown inventory bench-playbook ee test unit lint sanity units molecule changelog-lint importer \
-	build lab-up lab-down lab-image lab-clean bench-rexec bench-mounts clean
+	build install-check lab-up lab-down lab-image lab-clean bench-rexec bench-mounts bench-quick clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -50,7 +50,7 @@ teardown: venv ## undo the offload on the lab (the containers stay)
 
 inventory: $(if $(filter 1,$(PAIRS)),,.lab/pairs-$(PAIRS)/hosts.yml)
 
-test: venv unit lint changelog-lint sanity units importer molecule ## everything CI checks
+test: venv unit lint changelog-lint sanity units importer install-check bench-quick molecule ## everything CI checks
 
 unit: venv ## plain pytest suites (rexec, lab tooling, qtfs rendering)
 	pytest -q tests/rexec tests/lab tests/render
@@ -78,6 +78,10 @@ build: venv ## collection tarball in .build/
 importer: build ## galaxy-importer on the built tarball
 	cd .build/dist && python -m galaxy_importer.main dpu-offload-*.tar.gz
 
+COLLECTION_VERSION = $(shell sed -n 's/^version: *//p' galaxy.yml)
+install-check: build ## install the tarball offline beside ansible-core alone + its declared dependencies; syntax-check the playbooks, rexec in check mode on localhost
+	python tools/install_check.py .build/dist/dpu-offload-$(COLLECTION_VERSION).tar.gz
+
 molecule: venv lab-image ## molecule test, every scenario
 	molecule test --all
 
@@ -101,6 +105,10 @@ bench-mounts: venv ## idempotent qtfs_mount pass over 40 mounts
 
 bench-playbook: venv lab-image ## converge, idempotent re-run and teardown, 1 pair vs 4
 	bench/bench_playbook.sh 1 4
+
+bench-quick: venv ## bench-rexec and bench-mounts in quick mode (a few runs, small sizes; figures not enforced)
+	python bench/bench_rexec.py --quick
+	python bench/bench_mounts.py --quick
 
 ee: build ## execution-environment build context for AWX/Automation Controller (.build/ee)
 	ansible-builder create -f execution-environment.yml -c .build/ee
