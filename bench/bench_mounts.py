@@ -15,7 +15,10 @@ directory, then times a state=mounted pass that finds nothing to do:
          throw-away fstab already holding the 40 entries
 
 Needs root (it mounts). Everything it mounts is unmounted afterwards.
-Usage: python bench/bench_mounts.py [--rounds N] [--json FILE]
+Usage: python bench/bench_mounts.py [--rounds N] [--count N] [--json FILE] [--quick]
+
+--quick (make bench-quick, part of make test): 8 mounts, 3 rounds, so that
+the benchmark keeps working; its figures are no benchmark results.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -33,6 +36,7 @@ import time
 
 CHECKOUT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 COUNT = 40
+QUICK = {'rounds': 3, 'count': 8}
 
 
 def collection_path():
@@ -108,14 +112,14 @@ def call_main(main, args):
     raise RuntimeError('module did not exit')
 
 
-def setup(base):
+def setup(base, count):
     items = []
-    for i in range(COUNT // 2):
+    for i in range(count // 2):
         path = os.path.join(base, 'root', 'tmpfs_%02d' % i)
         os.makedirs(path)
         subprocess.check_call(['mount', '-t', 'tmpfs', '-o', 'size=1m,nosuid', 'tmpfs', path])
         items.append({'path': path, 'fstype': 'tmpfs', 'opts': 'size=1m,nosuid'})
-    for i in range(COUNT - COUNT // 2):
+    for i in range(count - count // 2):
         src = os.path.join(base, 'src', 'd%02d' % i)
         path = os.path.join(base, 'root', 'bind_%02d' % i)
         os.makedirs(src)
@@ -149,18 +153,27 @@ def timed(fn, rounds):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
-    parser.add_argument('--rounds', type=int, default=20)
+    parser.add_argument('--rounds', type=int, help='default 20')
+    parser.add_argument('--count', type=int, help='mounts to create (default %d)' % COUNT)
     parser.add_argument('--json', help='also write the figures to this file')
+    parser.add_argument('--quick', action='store_true',
+                        help='%(count)d mounts, %(rounds)d rounds: checks the benchmark runs' % QUICK)
     opts = parser.parse_args()
+    for key, value in (QUICK if opts.quick else {'rounds': 20, 'count': COUNT}).items():
+        if getattr(opts, key) is None:
+            setattr(opts, key, value)
+    count = opts.count
+    if count < 2:
+        parser.error('--count: at least 2')
     if os.geteuid() != 0:
-        print('bench_mounts.py needs root: it creates %d real mounts' % COUNT, file=sys.stderr)
+        print('bench_mounts.py needs root: it creates %d real mounts' % count, file=sys.stderr)
         return 2
 
     base = tempfile.mkdtemp(prefix='dpu-bench-mounts-')
     rows = []
     notes = []
     try:
-        items = setup(base)
+        items = setup(base, count)
         args = {'mounts': items}
 
         def decision():
@@ -202,11 +215,11 @@ def main():
                 subprocess.check_output(['findmnt', '-n', '-o', 'FSTYPE,SOURCE', '--mountpoint', item['path']])
 
         rows.append(('ours: decision logic, one mountinfo read', timed(decision, opts.rounds)))
-        rows.append(('ours: module main(), one call for 40', timed(module_inproc, opts.rounds)))
+        rows.append(('ours: module main(), one call for %d' % count, timed(module_inproc, opts.rounds)))
         rows.append(('ours: module as a subprocess (python start)', timed(module_subprocess, max(3, opts.rounds // 4))))
-        rows.append(('ours: 40 single-mount main() calls', timed(module_per_item, max(3, opts.rounds // 4))))
-        rows.append(('peer: 40 x mountpoint -q', timed(mountpoint_q, max(3, opts.rounds // 4))))
-        rows.append(('peer: 40 x findmnt --mountpoint', timed(findmnt, max(3, opts.rounds // 4))))
+        rows.append(('ours: %d single-mount main() calls' % count, timed(module_per_item, max(3, opts.rounds // 4))))
+        rows.append(('peer: %d x mountpoint -q' % count, timed(mountpoint_q, max(3, opts.rounds // 4))))
+        rows.append(('peer: %d x findmnt --mountpoint' % count, timed(findmnt, max(3, opts.rounds // 4))))
 
         try:
             from ansible_collections.ansible.posix.plugins.modules import mount as posix_mount
@@ -231,12 +244,13 @@ def main():
                     if res.get('failed') or res['changed']:
                         raise RuntimeError('ansible.posix.mount changed: %r' % res)
 
-            rows.append(('peer: 40 x ansible.posix.mount main()', timed(posix_pass, max(3, opts.rounds // 4))))
+            rows.append(('peer: %d x ansible.posix.mount main()' % count, timed(posix_pass, max(3, opts.rounds // 4))))
     finally:
         teardown(base)
 
-    print('Idempotent pass over %d mounts (%d tmpfs + %d bind), nothing to change'
-          % (COUNT, COUNT // 2, COUNT - COUNT // 2))
+    print('Idempotent pass over %d mounts (%d tmpfs + %d bind), nothing to change%s'
+          % (count, count // 2, count - count // 2,
+             ' (QUICK MODE: %d rounds; not benchmark figures)' % opts.rounds if opts.quick else ''))
     print('python %s, %s' % (sys.version.split()[0], os.uname().release))
     print('%-46s %10s %10s %8s' % ('what', 'median ms', 'min ms', 'runs'))
     figures = []
@@ -252,7 +266,7 @@ def main():
         print('note:', n)
     if opts.json:
         with open(opts.json, 'w') as f:
-            json.dump({'count': COUNT, 'figures': figures, 'notes': notes}, f, indent=2)
+            json.dump({'count': count, 'quick': opts.quick, 'figures': figures, 'notes': notes}, f, indent=2)
     return 0
 
 

@@ -4,11 +4,18 @@
 # prints them side by side, with the CPU time the whole machine spent
 # meanwhile (controller, Docker and the lab's nodes all share its cores).
 # Each size gets a fresh lab; the lab is removed afterwards.
-# Usage: bench/bench_playbook.sh 1 4
+# Usage: bench/bench_playbook.sh [--quick] [SIZE...]   (default sizes: 1 4)
+#   --quick  one pair unless sizes are given, no comparison line: checks that
+#            the benchmark runs (the lab is still needed); not figures to quote.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ANSIBLE_CONFIG=$PWD/ansible.cfg PATH=$PWD/.venv/bin:$PATH
-sizes=("$@"); [ ${#sizes[@]} -gt 0 ] || sizes=(1 4)
+quick=
+if [ "${1:-}" = --quick ]; then quick=1; shift; fi
+sizes=("$@"); [ ${#sizes[@]} -gt 0 ] || { if [ -n "$quick" ]; then sizes=(1); else sizes=(1 4); fi; }
+for n in "${sizes[@]}"; do
+  [[ $n =~ ^([1-9]|10)$ ]] || { echo "usage: $0 [--quick] [SIZE...] (sizes 1-10)" >&2; exit 2; }
+done
 declare -A took
 mkdir -p .lab
 cores=$(nproc)
@@ -31,13 +38,14 @@ for n in "${sizes[@]}"; do
 done
 wall() { echo "${took[$1]% *}"; }
 cpu() { echo "${took[$1]#* }"; }
+[ -z "$quick" ] || printf '\nQUICK MODE: checks the benchmark runs; not figures to quote\n'
 printf '\n| pairs | fresh converge (s) | idempotent re-run (s) | teardown (s) | re-run CPU (s) | re-run cores busy of %s |\n' "$cores"
 printf '|---|---|---|---|---|---|\n'
 for n in "${sizes[@]}"; do
   printf '| %s | %.1f | %.1f | %.1f | %.1f | %.2f |\n' "$n" "$(wall "$n,converge")" "$(wall "$n,rerun")" "$(wall "$n,teardown")" \
     "$(cpu "$n,rerun")" "$(awk -v c="$(cpu "$n,rerun")" -v w="$(wall "$n,rerun")" 'BEGIN {print c / w}')"
 done
-if [ "${#sizes[@]}" -ge 2 ]; then
+if [ -z "$quick" ] && [ "${#sizes[@]}" -ge 2 ]; then
   a=${sizes[0]} b=${sizes[-1]}
   # The fastest the larger fleet could go on these cores: its CPU time spread
   # over all of them, or the smaller fleet's time if that is longer.

@@ -301,8 +301,8 @@ def main():
 
     info = manifest_of_tarball(tarball)
     declared = info.get('dependencies') or {}
-    log('%s.%s %s declares %s' % (info['namespace'], info['name'], info['version'],
-                                   ', '.join('%s %s' % kv for kv in sorted(declared.items())) or 'no dependencies'))
+    wanted = ', '.join('%s %s' % kv for kv in sorted(declared.items())) or 'no dependencies'
+    log('%s.%s %s declares %s' % (info['namespace'], info['name'], info['version'], wanted))
     # Built once per ansible version and kept (the builds take most of a minute).
     deps_dir = os.path.join(work, 'deps-ansible-%s' % ansible_version)
     os.makedirs(deps_dir, exist_ok=True)
@@ -327,12 +327,13 @@ def main():
         raise SystemExit('install-check: FAILED: no playbooks in %s' % installed)
     all_tasks = os.path.join(run_dir, 'all-tasks.yml')
     write(all_tasks, json.dumps(all_tasks_playbook(installed), indent=1))
+    task_files = len(all_tasks_playbook(installed)[0]['tasks'])
     for name in ['%s.%s.%s' % (info['namespace'], info['name'], os.path.splitext(os.path.basename(p))[0])
                  for p in playbooks] + [all_tasks]:
         run(['ansible-playbook', '--syntax-check', '-i', inventory, name], env, os.path.join(run_dir, 'syntax.log'),
             cwd=cwd)
-        log('syntax ok: %s' % (name if name != all_tasks else 'every task file of every role (%d), statically'
-                                % len(all_tasks_playbook(installed)[0]['tasks'])))
+        shown = name if name != all_tasks else '%d task files (every role, playbooks/tasks), imported statically' % task_files
+        log('syntax ok: %s' % shown)
 
     plugins = plugin_names(installed)
     for (kind, name), where in sorted(plugins.items()):
