@@ -15,7 +15,9 @@ import hashlib
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
+import time
 
 import pytest
 import yaml
@@ -59,6 +61,7 @@ mkdir -p "$dir/etc/ssh" "$dir/etc/systemd/system/multi-user.target.wants" "$dir/
 touch "$dir/etc/ssh/ssh_host_ed25519_key" "$dir/etc/systemd/system/multi-user.target.wants/ssh.service" \
       "$dir/etc/systemd/system/sshd.service" "$dir/usr/bin/true"
 [ -z "${LAB_TEST_DEBOOTSTRAP_FAIL:-}" ] || { echo "E: stand-in debootstrap failed" >&2; exit 1; }
+if [ -n "${LAB_TEST_DEBOOTSTRAP_SLOW:-}" ]; then touch "$state/debootstrap-running"; sleep 30; fi
 echo "I: Base system installed successfully."
 ''',
     # apt-get: "installs" docker.io (a dockerd stand-in) and debootstrap;
@@ -222,6 +225,30 @@ def test_a_failed_import_fails_and_removes_the_tree(lab):
     result = lab.run('image', LAB_TEST_IMPORT_FAIL='1')
     assert result.returncode != 0
     assert result.stdout == ''
+    assert lab.images() == []
+    assert not list(lab.rootfs_parent.iterdir())
+
+
+def test_an_interrupted_build_removes_the_tree(lab):
+    """Ctrl-C during debootstrap: SIGINT to the whole process group."""
+    lab.engine_up()
+    proc = subprocess.Popen([BASH, str(LAB_SH), 'image'], env=dict(lab.env, LAB_TEST_DEBOOTSTRAP_SLOW='1'),
+                            cwd=str(lab.tmp), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (lab.state / 'debootstrap-running').exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode != 0
+    assert out == ''
+    assert 'unbound variable' not in err
     assert lab.images() == []
     assert not list(lab.rootfs_parent.iterdir())
 
