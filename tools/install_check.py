@@ -27,7 +27,8 @@
      Check mode changes nothing (the script checks that too); it runs the
      role's own logic, offload_common, dpu.offload.file_set and
      community.crypto.openssl_privatekey from the installed dependency, and
-     the real package module in check mode (read-only).
+     the real package module in check mode (read-only; on Debian that needs
+     python3-apt, which the apt module finds in /usr/bin/python3).
 
 Leaves its work in .build/install-check/run for a look after a failure; the
 dependency tarballs are kept in .build/install-check/deps-ansible-VERSION.
