@@ -58,17 +58,20 @@ def _pki_cryptography(directory):
                 .sign(key, hashes.SHA256()))
         return key, cert
 
-    def make_leaf(ca_key, ca_cert, common_name):
+    def make_leaf(ca_key, ca_cert, common_name, names=None, usages=None, valid=None):
         key = ec.generate_private_key(ec.SECP256R1())
-        names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                 x509.IPAddress(ipaddress.ip_address("::1"))]
+        if names is None:
+            names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                     x509.IPAddress(ipaddress.ip_address("::1"))]
+        if usages is None:
+            usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+        not_before, not_after = valid or (now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=2))
         cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
                 .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=2))
+                .not_valid_before(not_before).not_valid_after(not_after)
                 .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                 .add_extension(x509.SubjectAlternativeName(names), critical=False)
-                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
-                               critical=False)
+                .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
                 .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
                 .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
                 .sign(ca_key, hashes.SHA256()))
@@ -79,15 +82,36 @@ def _pki_cryptography(directory):
     other_key, other_cert = make_ca("rexec-other-ca")
     out["ca"] = write_cert(ca_cert, "ca.pem")
     out["other_ca"] = write_cert(other_cert, "other-ca.pem")
-    for name, (issuer_key, issuer_cert) in (("server", (ca_key, ca_cert)), ("client", (ca_key, ca_cert)),
-                                            ("rogue", (other_key, other_cert))):
-        key, cert = make_leaf(issuer_key, issuer_cert, name)
+    past = (now - datetime.timedelta(days=3), now - datetime.timedelta(days=1))
+    leaves = {}
+    for name, issuer, common_name, names, usages, valid in (
+            ("server", (ca_key, ca_cert), "server", None, None, None),
+            ("client", (ca_key, ca_cert), "client", [x509.DNSName("client")], None, None),
+            ("rogue", (other_key, other_cert), "client", [x509.DNSName("client")], None, None),
+            # Same CA, another pair's node: the name is not in REXEC_TLS_PEERS.
+            ("other_pair", (ca_key, ca_cert), "other-dpu", [x509.DNSName("other-dpu")], None, None),
+            # Allowed by its DNS subjectAltName only.
+            ("san_peer", (ca_key, ca_cert), "not-listed", [x509.DNSName("san-peer")], None, None),
+            ("expired", (ca_key, ca_cert), "client", [x509.DNSName("client")], None, past),
+            ("server_auth_only", (ca_key, ca_cert), "client", [x509.DNSName("client")],
+             [ExtendedKeyUsageOID.SERVER_AUTH], None)):
+        key, cert = make_leaf(issuer[0], issuer[1], common_name, names, usages, valid)
+        leaves[name] = (key, cert)
         out[name + "_key"] = write_key(key, name + ".key")
         out[name + "_cert"] = write_cert(cert, name + ".pem")
+    # Issued by a leaf (the client's own certificate, CA:FALSE), sent with that leaf as its chain.
+    client_key, client_cert = leaves["client"]
+    key, cert = make_leaf(client_key, client_cert, "client", [x509.DNSName("client")])
+    out["leaf_issued_key"] = write_key(key, "leaf-issued.key")
+    chain = os.path.join(directory, "leaf-issued.pem")
+    with open(chain, "wb") as handle:
+        handle.write(cert.public_bytes(serialization.Encoding.PEM) + client_cert.public_bytes(serialization.Encoding.PEM))
+    out["leaf_issued_cert"] = chain
     return out
 
 
 def _pki_openssl(directory):
+    # Only the certificates most tests need; the attack tests that want more skip (see need_pki()).
     def run(*args):
         subprocess.run(("openssl",) + args, cwd=directory, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -154,7 +178,8 @@ def make_server(tmp_path, pki, base_env):
             addr = "tcp://127.0.0.1:%d" % free_port()
         env["CMD_NET_ADDR"] = client["CMD_NET_ADDR"] = addr
         if kind in ("tls", "tls6"):
-            env.update(REXEC_TLS_CA=pki["ca"], REXEC_TLS_CERT=pki["server_cert"], REXEC_TLS_KEY=pki["server_key"])
+            env.update(REXEC_TLS_CA=pki["ca"], REXEC_TLS_CERT=pki["server_cert"], REXEC_TLS_KEY=pki["server_key"],
+                       REXEC_TLS_PEERS="client")
             client.update(REXEC_TLS_CA=pki["ca"], REXEC_TLS_CERT=pki["client_cert"], REXEC_TLS_KEY=pki["client_key"])
         elif kind == "insecure":
             env["REXEC_INSECURE"] = client["REXEC_INSECURE"] = "1"

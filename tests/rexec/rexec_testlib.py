@@ -10,7 +10,10 @@ import subprocess
 import sys
 import time
 
-FILES = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "roles", "rexec", "files"))
+# REXEC_TEST_FILES runs the suite against other copies of the programs (e.g. an older revision, to
+# show that an attack test fails there).
+FILES = os.path.abspath(os.environ.get("REXEC_TEST_FILES")
+                        or os.path.join(os.path.dirname(__file__), "..", "..", "roles", "rexec", "files"))
 CLIENT = os.path.join(FILES, "rexec")
 SERVER = os.path.join(FILES, "rexec_server")
 PYTHON = sys.executable
@@ -53,12 +56,17 @@ def write_allowlist(path, entries, mode=0o600):
     return path
 
 
+def any_args(path):
+    """Allowlist lines for a test command that takes any arguments (the bare line: none at all)."""
+    return [path, path + " {any}..."]
+
+
 def default_entries():
     entries = []
     for name in ALLOWED:
         found = shutil.which(name)
         if found:
-            entries.append(found)
+            entries.extend(any_args(found))
     return entries
 
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from rexec_testlib import HAVE_IPV6, read_line, run_client, start_client, wait_until, write_allowlist
+from rexec_testlib import HAVE_IPV6, any_args, default_entries, read_line, run_client, start_client, wait_until, write_allowlist
 
 SH = shutil.which("sh")
 
@@ -91,13 +91,19 @@ def test_stdin_not_read_by_command(server, tmp_path):
     assert time.monotonic() - started < 10
 
 
-def test_environment_and_cwd_are_passed(server, tmp_path):
+def test_environment_named_by_the_rule_and_cwd_are_passed(make_server, tmp_path):
     workdir = tmp_path / "work dir"
     workdir.mkdir()
-    env = server.client_env(REXEC_TEST_VAR="hello world", OTHER="x=y")
-    result = run_client(server, ["sh", "-c", 'printf "%s|%s|%s" "$REXEC_TEST_VAR" "$OTHER" "$(pwd)"'], env=env, cwd=str(workdir))
+    server = make_server("tls", entries=[SH + " {any}...", "    env REXEC_TEST_VAR={any} OTHER={re:x=.*}"])
+    env = server.client_env(REXEC_TEST_VAR="hello world", OTHER="x=y", NOT_NAMED="dropped")
+    script = 'printf "%s|%s|%s|%s" "$REXEC_TEST_VAR" "$OTHER" "${NOT_NAMED-unset}" "$(pwd)"'
+    result = run_client(server, ["sh", "-c", script], env=env, cwd=str(workdir))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.decode() == "hello world|x=y|%s" % workdir
+    assert result.stdout.decode() == "hello world|x=y|unset|%s" % workdir
+    # A named variable whose value the rule refuses: the request is refused, not run without it.
+    result = run_client(server, ["sh", "-c", "true"], env=server.client_env(OTHER="nope"), cwd=str(workdir))
+    assert result.returncode == 126 and b"OTHER" in result.stderr
+    assert server.wait_log("status=refused:environment(126)")
 
 
 def test_missing_cwd_falls_back_to_root(server):
@@ -148,20 +154,22 @@ def test_allowlist_symlinks_and_path_lookup(make_server, tmp_path):
     commented = bindir / "commented"
     commented.write_text("#!%s\necho commented\n" % SH)
     commented.chmod(0o755)
-    server = make_server("tls", entries=[str(real), str(listed_link), "# " + str(commented), "   # indented comment"])
+    server = make_server("tls", entries=any_args(str(real)) + [str(listed_link), "# " + str(commented) + " {any}...",
+                                                                "   # indented comment"])
     env = server.client_env(PATH="%s:/usr/bin:/bin" % bindir)
     assert run_client(server, [str(real), "a"], env=env).stdout == b"real-echo a\n"
-    assert run_client(server, ["real-echo", "b"], env=env).stdout == b"real-echo b\n"      # bare name via PATH
-    assert run_client(server, ["alias-echo", "c"], env=env).stdout == b"real-echo c\n"     # symlink to a listed file
+    assert run_client(server, [str(bindir / "alias-echo"), "c"], env=env).stdout == b"real-echo c\n"   # symlink to a listed file
     assert run_client(server, [str(other)], env=env).stdout == b"other\n"                  # target of a listed symlink
-    assert run_client(server, ["commented"], env=env).returncode == 126
+    assert run_client(server, [str(commented)], env=env).returncode == 126
     assert run_client(server, ["true"], env=env).returncode == 126                        # not listed at all
+    # Bare names are looked up in the server's own PATH, never in the client's.
+    assert run_client(server, ["real-echo", "b"], env=env).returncode == 127
 
 
 def test_allowlist_is_reread(make_server):
     server = make_server("tls", entries=[shutil.which("true")])
     assert run_client(server, ["echo", "x"]).returncode == 126
-    write_allowlist(server.whitelist, [shutil.which("true"), shutil.which("echo")])
+    write_allowlist(server.whitelist, [shutil.which("true")] + any_args(shutil.which("echo")))
     assert run_client(server, ["echo", "x"]).stdout == b"x\n"
 
 

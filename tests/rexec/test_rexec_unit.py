@@ -115,8 +115,9 @@ def test_allowlist_parsing_and_symlinks(tmp_path):
     allowed = server.load_allowlist(listed)
     assert os.fsencode(str(target)) in allowed          # symlink entry resolved to its target
     assert os.fsencode(str(tmp_path / "spaced")) in allowed
-    assert not any(b"commented" in entry for entry in allowed)
-    assert not any(b"relative" in entry for entry in allowed)
+    assert not any(b"commented" in entry for entry in allowed.rules)
+    assert not any(b"relative" in entry for entry in allowed.rules)
+    assert [number for number, _problem in allowed.problems] == [4]     # the relative entry is reported
 
 
 def test_allowlist_file_checks(tmp_path):
@@ -139,8 +140,8 @@ def test_find_command(tmp_path):
     tool.parent.mkdir()
     tool.write_text("#!/bin/sh\n")
     tool.chmod(0o755)
-    bindir = os.fsencode(str(tool.parent))
-    assert server.find_command(b"mytool", b"relative:" + bindir, b"/") == os.fsencode(str(tool))
-    assert server.find_command(b"mytool", b"/nonexistent", b"/") is None
-    assert server.find_command(b"bin/mytool", None, os.fsencode(str(tmp_path))) == os.fsencode(str(tool))
-    assert server.find_command(b"/nonexistent/x", None, b"/") is None
+    # Bare names: the server's own PATH only.
+    assert server.find_command(b"mytool", b"/") is None
+    assert server.find_command(b"sh", b"/").startswith(b"/")
+    assert server.find_command(b"bin/mytool", os.fsencode(str(tmp_path))) == os.fsencode(str(tool))
+    assert server.find_command(b"/nonexistent/x", b"/") is None

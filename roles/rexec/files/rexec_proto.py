@@ -46,7 +46,7 @@ T_NOTICE = 0x32
 
 HEADER_LEN = 5
 MAX_DATA = 1 << 20          # STDIN / STDOUT / STDERR payload limit
-MAX_REQUEST = 4 << 20       # REQUEST payload limit (argv + env + cwd)
+MAX_REQUEST = 256 * 1024    # REQUEST payload limit (argv + env + cwd; the server passes only a few variables on)
 MAX_CONTROL = 4096          # every other frame
 CHUNK = 256 * 1024          # read size for pipes and sockets
 STDIN_WINDOW = 2 << 20      # unacknowledged STDIN bytes a client may have in flight
@@ -146,10 +146,14 @@ class FrameParser:
     so large frames are never reassembled; other frames arrive whole as bytes.
     """
 
-    def __init__(self, accepted):
+    def __init__(self, accepted, reserve=None):
         self._accepted = accepted
+        # reserve(length) -> bool: asked before a whole frame of that length
+        # is buffered (the server bounds what all its connections hold).
+        self._reserve = reserve
         self._hdr = bytearray()
-        self._body = bytearray()
+        self._body = None
+        self._fill = 0
         self._type = None
         self._rem = 0
         self._streamed = False
@@ -184,6 +188,12 @@ class FrameParser:
                 self._type = ftype
                 self._rem = length
                 self._streamed = ftype in STREAMED
+                if not self._streamed:
+                    if self._reserve is not None and not self._reserve(length):
+                        raise ProtocolError("server busy: too many large requests in progress; try again later")
+                    # One buffer of the announced size, filled in place: no growing, no copy at the end.
+                    self._body = bytearray(length)
+                    self._fill = 0
                 continue
             take = min(self._rem, end - pos)
             piece = view[pos:pos + take]
@@ -192,10 +202,13 @@ class FrameParser:
             if self._streamed:
                 events.append((self._type, piece))
             else:
-                self._body += piece
+                self._body[self._fill:self._fill + take] = piece
+                self._fill += take
                 if not self._rem:
-                    events.append((self._type, bytes(self._body)))
-                    self._body.clear()
+                    body = self._body
+                    self._body = None
+                    # Small frames as bytes (callers compare and decode them); a big one (REQUEST) as is.
+                    events.append((self._type, bytes(body) if len(body) <= MAX_CONTROL else body))
             if not self._rem:
                 self._type = None
         return events
@@ -736,7 +749,11 @@ class Client:
             cwd = b"/"
         argv = [os.fsencode(arg) for arg in self.argv]
         env = [key + b"=" + value for key, value in os.environb.items()]
-        return frame(T_HELLO, HELLO_PAYLOAD) + frame(T_REQUEST, encode_request(argv, env, cwd))
+        request = encode_request(argv, env, cwd)
+        if len(request) > MAX_REQUEST:
+            raise Failure("arguments and environment too long for rexec (%d bytes; the limit is %d)"
+                          % (len(request), MAX_REQUEST))
+        return frame(T_HELLO, HELLO_PAYLOAD) + frame(T_REQUEST, request)
 
     # -- pid file -------------------------------------------------------------
 

@@ -75,14 +75,15 @@ def _dir_matches(directory, pattern):
     return all(part == pat or fnmatch.fnmatchcase(part, pat) for part, pat in zip(dparts, pparts))
 
 
-def path_allowed(path, entries):
+def path_allowed(path, entries, resolve=True):
     """The real path of path if allowed by entries, else None.
 
     Allowed: the real path's parent directory is exactly an entry (in a
     pattern, `*` stands for exactly one path component), or the real path
     itself is an entry (an entry may name one socket / fifo).  Refuses
     relative paths, NUL bytes and `.`/`..` components before resolving
-    anything.
+    anything.  resolve=False checks the path as written (for a caller that
+    then refuses every symlink on the way, so that it is the real path).
     """
     if isinstance(path, str):
         path = os.fsencode(path)
@@ -91,7 +92,12 @@ def path_allowed(path, entries):
     parts = path.split(b"/")
     if b".." in parts or b"." in parts:
         return None
-    real = os.path.realpath(path)
+    if resolve:
+        real = os.path.realpath(path)
+    elif b"//" in path or path.endswith(b"/"):
+        return None
+    else:
+        real = path
     parent = os.path.dirname(real)
     for entry in entries:
         if parent == entry or real == entry or _dir_matches(parent, entry):
