@@ -1,0 +1,207 @@
+# Copyright (c) dpu.offload contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The DPU's containerd-shim-runc-v2: every shim call of the DPU's containerd, run on the HOST.
+
+containerd runs `<shim> -namespace NS -address A -publish-binary B [-id ID] start|delete`
+in the bundle directory with TTRPC_ADDRESS and GOMAXPROCS set, feeds options
+on stdin and reads an address (start) or a protobuf reply (delete) on
+stdout.  This module runs the HOST's stock shim with the same argv and
+working directory through the rexec client, in this process (one
+interpreter per call), and passes stdin and stdout through byte for byte.
+
+Before `start` it checks the bundle's config.json: an OCI hook whose binary
+is under /proc (dockerd's `/proc/<its pid>/exe libnetwork-setkey`) names a
+process of the DPU; on the HOST that pid is some other process, which runc
+would execute as root.  Such hooks never cross: the one of a container with
+`--network none` is dropped (runc brings its loopback up by itself), any
+other refuses the start with a message that says why.
+
+After `start` it waits until the forwarded shim socket exists here, since
+containerd dials the printed address at once.  Python 3.9+ standard library.
+"""
+
+import json
+import os
+import re
+import sys
+import time
+
+PROG = "dpu-offload-shim"
+CONTAINER_ID = re.compile(r"^[0-9a-f]{64}$")
+# What the shim itself needs of containerd's environment; nothing else is sent.
+KEEP_ENV = ("TTRPC_ADDRESS", "GOMAXPROCS")
+# The shim finds runc on its PATH; a standard one, not the DPU's (servers that
+# build the command's environment themselves set their own).
+SHIM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+NETWORK_OFFLOAD = ("dpu.offload: container %s asks for network %r: bridge and user-defined networks need "
+                   "network offload, which this version does not have (libnetwork would configure, on the DPU, "
+                   "a namespace that lives on the HOST). Use --network host, --network none or the default "
+                   "(an isolated namespace with loopback only).")
+FOREIGN_HOOK = ("dpu.offload: refusing the %s hook %s: it names a process of the DPU (%s), which on the HOST "
+                "would be another process run as root")
+
+
+class Refused(Exception):
+    pass
+
+
+def read_env_file(path):
+    """KEY=VALUE lines (the rexec role's client.env); comments and blanks skipped."""
+    env = {}
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            line = line.strip()
+            if not line or line.startswith("#") or "=" not in line:
+                continue
+            key, value = line.split("=", 1)
+            env[key.strip()] = value.strip().strip('"')
+    return env
+
+
+def action_of(argv):
+    """The shim action: the last argument (start, delete); None when there is none."""
+    return argv[-1] if argv else None
+
+
+def network_mode(docker_root, container_id):
+    """The NetworkMode dockerd recorded for a container, or None when it is not dockerd's."""
+    path = os.path.join(docker_root, "containers", container_id, "hostconfig.json")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle).get("NetworkMode") or "default"
+    except (OSError, ValueError):
+        return None
+
+
+def clean_hooks(spec, docker_root):
+    """Return (spec without DPU-process hooks, changed); raise Refused for a hook that must not run anywhere."""
+    hooks = spec.get("hooks")
+    if not isinstance(hooks, dict):
+        return spec, False
+    changed = False
+    kept = {}
+    for stage, entries in hooks.items():
+        kept[stage] = []
+        for hook in entries or []:
+            path = str(hook.get("path", ""))
+            if not os.path.normpath(path).startswith("/proc/"):
+                kept[stage].append(hook)
+                continue
+            args = [str(a) for a in hook.get("args") or []]
+            if args[:1] == ["libnetwork-setkey"]:
+                ids = [a for a in args[1:] if CONTAINER_ID.match(a)]
+                mode = network_mode(docker_root, ids[0]) if ids else None
+                if mode == "none":
+                    changed = True
+                    continue
+                if mode is not None:
+                    raise Refused(NETWORK_OFFLOAD % (ids[0][:12], mode))
+            raise Refused(FOREIGN_HOOK % (stage, " ".join([path] + args), path))
+    if not changed:
+        return spec, False
+    spec = dict(spec)
+    spec["hooks"] = {stage: entries for stage, entries in kept.items() if entries}
+    if not spec["hooks"]:
+        del spec["hooks"]
+    return spec, True
+
+
+def check_bundle(bundle, docker_root):
+    """Apply clean_hooks to bundle/config.json in place (atomically) when it changes anything."""
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            spec = json.load(handle)
+    except FileNotFoundError:
+        return False
+    spec, changed = clean_hooks(spec, docker_root)
+    if changed:
+        tmp = path + ".dpu-offload"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, os.stat(path).st_mode & 0o7777)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(spec, handle)
+        os.replace(tmp, path)
+    return changed
+
+
+def socket_of(address):
+    """The local path of a shim address (unix:///run/containerd/s/HASH), or None."""
+    address = address.strip()
+    if address.startswith("unix://"):
+        return address[len("unix://"):]
+    return None
+
+
+def wait_for_socket(path, seconds):
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(path):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def load_client(rexec):
+    """rexec's client, from the directory where the rexec role installed it."""
+    sys.path.insert(0, os.path.dirname(os.path.realpath(rexec)))
+    import rexec_proto  # pylint: disable=import-outside-toplevel
+    return getattr(rexec_proto, "client_run", None) or getattr(rexec_proto, "_client_run")
+
+
+def run_remote(config, argv, capture=False):
+    """Run the HOST's shim with argv through rexec; (status, captured stdout or None)."""
+    env = read_env_file(config["client_env"])
+    env.update({k: os.environ[k] for k in KEEP_ENV if k in os.environ})
+    env["PATH"] = SHIM_PATH
+    os.environ.clear()
+    os.environ.update(env)
+    client = load_client(config["rexec"])
+    if not capture:
+        return client([config["host_shim"]] + argv), None
+    saved = os.dup(1)
+    capture_fd = os.memfd_create("shim-start", 0) if hasattr(os, "memfd_create") else None
+    if capture_fd is None:
+        import tempfile  # pylint: disable=import-outside-toplevel
+        capture_fd = tempfile.TemporaryFile()
+        capture_fd = os.dup(capture_fd.fileno())
+    os.dup2(capture_fd, 1)
+    try:
+        status = client([config["host_shim"]] + argv)
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    os.lseek(capture_fd, 0, os.SEEK_SET)
+    chunks = []
+    while True:
+        chunk = os.read(capture_fd, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(capture_fd)
+    return status, b"".join(chunks)
+
+
+def say(message):
+    os.write(2, ("%s: %s\n" % (PROG, message)).encode("utf-8", "replace"))
+
+
+def main(argv, config_path):
+    with open(config_path, encoding="utf-8") as handle:
+        config = json.load(handle)
+    action = action_of(argv)
+    if action != "start":
+        status, _ = run_remote(config, argv)
+        return status
+    try:
+        check_bundle(os.getcwd(), config["docker_root"])
+    except Refused as exc:
+        say(str(exc))
+        return 1
+    status, out = run_remote(config, argv, capture=True)
+    if status == 0:
+        socket = socket_of(out.decode("utf-8", "replace"))
+        if socket and not wait_for_socket(socket, float(config.get("wait", 5))):
+            say("the shim's socket %s was not forwarded within %s s (is dpu-offload-stock-shims.service running?)"
+                % (socket, config.get("wait", 5)))
+    os.write(1, out)
+    return status
