@@ -1,4 +1,8 @@
-"""Reach the lab's nodes by name through molecule's inventory."""
+"""Reach the lab's nodes by name through molecule's inventory.
+
+Outside molecule, STOCK_INVENTORY, STOCK_HOST and STOCK_DPU point the tests
+at another lab (e.g. a second pair made with lab/lab.yml).
+"""
 import os
 
 import pytest
@@ -6,6 +10,8 @@ import testinfra
 
 
 def _inventory():
+    if os.environ.get('STOCK_INVENTORY'):
+        return os.environ['STOCK_INVENTORY']
     ephemeral = os.environ.get('MOLECULE_EPHEMERAL_DIRECTORY')
     if ephemeral:
         return os.path.join(ephemeral, 'inventory')
@@ -18,14 +24,9 @@ def node(name):
 
 @pytest.fixture(scope='session')
 def hostnode():
-    return node('lab-host')
+    return node(os.environ.get('STOCK_HOST', 'lab-host'))
 
 
 @pytest.fixture(scope='session')
 def dpu():
-    return node('lab-dpu')
-
-
-def rexec(machine, command, env=''):
-    """Run rexec on a node the way the wrappers do: with its client.env."""
-    return machine.run("sh -c 'set -a; . /etc/rexec/client.env; %s exec rexec %s'" % (env, command))
+    return node(os.environ.get('STOCK_DPU', 'lab-dpu'))
