@@ -190,3 +190,101 @@ def pid_gone(pid):
     except OSError:
         return True
     return stat[stat.rindex(b")") + 2:].split()[0] == b"Z"
+
+
+# --------------------------------------------------------------------------
+# Speaking the protocol directly (an attacker does not use our client)
+
+
+def connect_raw(server, cert=None, key=None, context=None):
+    """A connected socket to server: TLS with the client's (or the given) certificate on TCP, plain on unix."""
+    import ssl
+    import rexec_proto as proto
+    addr = proto.parse_address(server.addr)
+    if addr.kind == "unix":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(10)
+        sock.connect(addr.path)
+        return sock
+    sock = socket.create_connection((addr.host, addr.port), timeout=10)
+    if server.client_base.get("REXEC_INSECURE") == "1":
+        return sock
+    env = server.client_env()
+    if context is None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.load_verify_locations(env["REXEC_TLS_CA"])
+        context.load_cert_chain(cert or env["REXEC_TLS_CERT"], key or env["REXEC_TLS_KEY"])
+    return context.wrap_socket(sock, server_hostname=addr.host)
+
+
+def raw_events(sock, timeout=10.0):
+    """Frames from the server until EXIT, ERROR or the end of the connection."""
+    import ssl
+    import rexec_proto as proto
+    parser = proto.FrameParser(proto.FROM_SERVER)
+    events = []
+    deadline = time.monotonic() + timeout
+    sock.settimeout(timeout)
+    while time.monotonic() < deadline:
+        try:
+            data = sock.recv(65536)
+        except (ssl.SSLError, OSError):
+            break
+        if not data:
+            break
+        events.extend((ftype, bytes(payload)) for ftype, payload in parser.feed(data))
+        if any(ftype in (proto.T_EXIT, proto.T_ERROR) for ftype, _payload in events):
+            break
+    return events
+
+
+def raw_exec(server, argv, env=(), cwd=b"/", timeout=10.0, **tls):
+    """Send one REQUEST as an attacker would (exact argv and environment); returns (status, stdout, stderr, message).
+
+    status: the exit status the rexec client would report (ERROR code, EXIT), None if the connection just ended.
+    """
+    import rexec_proto as proto
+    sock = connect_raw(server, **tls)
+    try:
+        request = proto.encode_request([os.fsencode(a) for a in argv], [os.fsencode(e) for e in env], cwd)
+        sock.sendall(proto.frame(proto.T_HELLO, proto.HELLO_PAYLOAD) + proto.frame(proto.T_REQUEST, request)
+                     + proto.frame(proto.T_EOF, b"\0"))
+        events = raw_events(sock, timeout)
+    finally:
+        sock.close()
+    out = b"".join(payload for ftype, payload in events if ftype == proto.T_STDOUT)
+    err = b"".join(payload for ftype, payload in events if ftype == proto.T_STDERR)
+    for ftype, payload in events:
+        if ftype == proto.T_ERROR:
+            return payload[0], out, err, payload[1:].decode("utf-8", "replace")
+        if ftype == proto.T_EXIT:
+            value = int.from_bytes(payload[1:5], "big")
+            return (128 + value if payload[0] == proto.EXIT_SIGNAL else value), out, err, ""
+    return None, out, err, ""
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid, encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def compile_c(tmp_path, name, source, shared=False):
+    """Build a small C program or shared object with gcc; None when there is no compiler."""
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        return None
+    src = os.path.join(str(tmp_path), name + ".c")
+    out = os.path.join(str(tmp_path), name)
+    with open(src, "w", encoding="ascii") as handle:
+        handle.write(source)
+    args = [gcc, "-O0", "-o", out, src] + (["-shared", "-fPIC"] if shared else [])
+    if subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False).returncode != 0:
+        return None
+    return out

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from rexec_testlib import HAVE_IPV6, any_args, default_entries, read_line, run_client, start_client, wait_until, write_allowlist
+from rexec_testlib import HAVE_IPV6, any_args, read_line, run_client, start_client, wait_until, write_allowlist
 
 SH = shutil.which("sh")
 
@@ -154,8 +154,8 @@ def test_allowlist_symlinks_and_path_lookup(make_server, tmp_path):
     commented = bindir / "commented"
     commented.write_text("#!%s\necho commented\n" % SH)
     commented.chmod(0o755)
-    server = make_server("tls", entries=any_args(str(real)) + [str(listed_link), "# " + str(commented) + " {any}...",
-                                                                "   # indented comment"])
+    entries = any_args(str(real)) + [str(listed_link), "# " + str(commented) + " {any}...", "   # indented comment"]
+    server = make_server("tls", entries=entries)
     env = server.client_env(PATH="%s:/usr/bin:/bin" % bindir)
     assert run_client(server, [str(real), "a"], env=env).stdout == b"real-echo a\n"
     assert run_client(server, [str(bindir / "alias-echo"), "c"], env=env).stdout == b"real-echo c\n"   # symlink to a listed file
