@@ -405,16 +405,16 @@ def parse_allowlist(text, realpath=os.path.realpath):
     allow = Allowlist()
     rule = None
     rule_ok = False
+    skipping = False            # after a command line that could not be used: its env lines go with it
     for number, raw in enumerate(os.fsdecode(text).splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         if raw[:1].isspace() and line.split(None, 1)[0] == "env":
-            if rule is None:
+            if rule is None and not skipping:
                 allow.problems.append((number, "env line without a command line before it"))
-                continue
             if not rule_ok:
-                continue            # its command line was already reported
+                continue            # no rule, or its command line was already reported
             try:
                 rule.add_env(split_words(line)[1:])
             except RuleError as exc:
@@ -427,6 +427,7 @@ def parse_allowlist(text, realpath=os.path.realpath):
             continue
         rule = None
         rule_ok = False
+        skipping = True
         if not line.startswith("/"):
             allow.problems.append((number, "ignored: %r is not an absolute path" % line.split()[0]))
             continue
@@ -439,6 +440,7 @@ def parse_allowlist(text, realpath=os.path.realpath):
         rule.real = realpath(os.fsencode(words[0]))
         allow.add(rule.real, rule)
         rule_ok = True
+        skipping = False
     return allow
 
 
