@@ -52,8 +52,8 @@ inventory: $(if $(filter 1,$(PAIRS)),,.lab/pairs-$(PAIRS)/hosts.yml)
 
 test: venv unit lint changelog-lint sanity units importer install-check bench-quick molecule ## everything CI checks
 
-unit: venv ## plain pytest suites (rexec, lab tooling, qtfs rendering)
-	pytest -q tests/rexec tests/lab tests/render
+unit: venv ## plain pytest suites (rexec, the stock mode's shim wrapper, lab tooling, qtfs rendering)
+	pytest -q tests/rexec tests/stock tests/lab tests/render
 
 lint: venv ## ansible-lint, production profile
 	ansible-lint --profile production

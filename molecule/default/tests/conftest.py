@@ -1,6 +1,6 @@
 """Reach the lab's nodes by name through molecule's inventory.
 
-Outside molecule, STOCK_INVENTORY, STOCK_HOST and STOCK_DPU point the tests
+Outside molecule, LAB_INVENTORY, LAB_HOST and LAB_DPU point the tests
 at another lab (e.g. a second pair made with lab/lab.yml).
 """
 import os
@@ -10,8 +10,8 @@ import testinfra
 
 
 def _inventory():
-    if os.environ.get('STOCK_INVENTORY'):
-        return os.environ['STOCK_INVENTORY']
+    if os.environ.get('LAB_INVENTORY'):
+        return os.environ['LAB_INVENTORY']
     ephemeral = os.environ.get('MOLECULE_EPHEMERAL_DIRECTORY')
     if ephemeral:
         return os.path.join(ephemeral, 'inventory')
@@ -24,9 +24,9 @@ def node(name):
 
 @pytest.fixture(scope='session')
 def hostnode():
-    return node(os.environ.get('STOCK_HOST', 'lab-host'))
+    return node(os.environ.get('LAB_HOST', 'lab-host'))
 
 
 @pytest.fixture(scope='session')
 def dpu():
-    return node(os.environ.get('STOCK_DPU', 'lab-dpu'))
+    return node(os.environ.get('LAB_DPU', 'lab-dpu'))

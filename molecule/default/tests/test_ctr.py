@@ -1,4 +1,4 @@
-"""The stock engine mode's proof: the DPU's stock containerd, the HOST's processes.
+"""ctr on the DPU, with no runtime or snapshotter named: the DPU's stock containerd, the HOST's processes.
 
 The image (localhost/dpu-offload/busybox:latest) is imported by the
 scenario's side_effect playbook. Tests run in file order and share one
@@ -9,7 +9,7 @@ import time
 import pytest
 
 IMAGE = 'localhost/dpu-offload/busybox:latest'
-RUN = 'ctr -n default run --snapshotter native --runtime io.containerd.offload.v2'
+RUN = 'ctr -n default run'
 CID = 'stock-proof'
 CTR = 'ctr -n default'
 

@@ -1,0 +1,119 @@
+# Copyright (c) dpu.offload contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Benchmark the stock engine mode on a deployed lab pair: offloaded against local, side by side.
+
+    python3 bench/bench_engine.py [--dpu lab-dpu] [--runs 20] [--quick]
+
+On the DPU of a pair deployed with playbooks/offload.yml (stock mode):
+- `docker run --rm IMAGE true`, offloaded (the default runtime: shim and
+  process on the HOST) against the same dockerd with containerd's built-in
+  local runtime (`--runtime io.containerd.runtime.v1.linux`: containerd-shim
+  v1 and runc on the DPU itself);
+- `docker exec CONTAINER true` into an offloaded and a local container;
+- `ctr run --rm IMAGE true`, offloaded;
+- where the time of one offloaded shim call goes: the rexec client's start-up
+  against the floor `python3 -I -S -c "import ssl, socket"`, and a whole
+  rexec round trip of `ps` on the HOST.
+Every round runs in one shell on the DPU, so `docker exec` of the lab is not
+timed.  Median and p95 per row, one run; the machines are noisy, so read the
+ratios.  Not a test: nothing is asserted.
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+
+IMAGE = "localhost/dpu-offload/bench-busybox:1"
+ROUND = r"""
+set -euo pipefail
+runs=$1; shift
+for i in $(seq "$runs"); do
+  t0=$(date +%s%N); "$@" >/dev/null; t1=$(date +%s%N)
+  echo $(( (t1 - t0) / 1000 ))
+done
+"""
+PREPARE = r"""
+set -euo pipefail
+if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
+  dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
+  mkdir "$dir/bin"; cp /bin/busybox "$dir/bin/busybox"
+  for app in sh sleep true; do ln -s busybox "$dir/bin/$app"; done
+  tar -C "$dir" -c . | docker import - "$IMAGE" >/dev/null
+fi
+if ! ctr -n default images list -q | grep -qx "$IMAGE"; then
+  docker save "$IMAGE" | ctr -n default images import - >/dev/null
+fi
+docker rm -f bench-offloaded bench-local >/dev/null 2>&1 || true
+docker run -d --name bench-offloaded "$IMAGE" sleep 3600 >/dev/null
+docker run -d --name bench-local --runtime io.containerd.runtime.v1.linux "$IMAGE" sleep 3600 >/dev/null
+"""
+CLEANUP = "docker rm -f bench-offloaded bench-local >/dev/null 2>&1 || true"
+
+
+def on_dpu(dpu, script, *args, env=None):
+    cmd = ["docker", "exec"]
+    for key, value in (env or {}).items():
+        cmd += ["-e", "%s=%s" % (key, value)]
+    cmd += [dpu, "bash", "-c", script, "bench"] + list(args)
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+
+
+def timed(dpu, runs, *command):
+    """Milliseconds of each of `runs` runs of command on the DPU (after one untimed warm-up)."""
+    on_dpu(dpu, ROUND, "1", *command)
+    return [int(line) / 1000.0 for line in on_dpu(dpu, ROUND, str(runs), *command).split()]
+
+
+def p95(values):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+
+
+def row(name, values, peer=None):
+    median = statistics.median(values)
+    ratio = "%.2fx" % (median / statistics.median(peer)) if peer else ""
+    print("| %s | %.0f | %.0f | %s |" % (name, median, p95(values), ratio))
+    return median
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dpu", default="lab-dpu", help="the DPU's lab container (lab-dpu)")
+    parser.add_argument("--runs", type=int, default=20, help="runs per row (20)")
+    parser.add_argument("--quick", action="store_true", help="3 runs per row: checks the benchmark still works")
+    args = parser.parse_args()
+    runs = 3 if args.quick else args.runs
+    dpu = args.dpu
+    client = "set -a; . /etc/rexec/client.env; set +a; exec \"$@\""
+    on_dpu(dpu, PREPARE, env={"IMAGE": IMAGE})
+    try:
+        local_run = timed(dpu, runs, "docker", "run", "--rm", "--runtime", "io.containerd.runtime.v1.linux", IMAGE, "true")
+        off_run = timed(dpu, runs, "docker", "run", "--rm", IMAGE, "true")
+        local_exec = timed(dpu, runs, "docker", "exec", "bench-local", "true")
+        off_exec = timed(dpu, runs, "docker", "exec", "bench-offloaded", "true")
+        ctr_run = timed(dpu, runs, "ctr", "-n", "default", "run", "--rm", IMAGE, "bench-ctr", "true")
+        floor = timed(dpu, runs, "python3", "-I", "-S", "-c", "import ssl, socket")
+        start = timed(dpu, runs, "python3", "-I", "-S", "-c",
+                      "import sys; sys.path.insert(0, '/usr/local/lib/dpu-offload/rexec'); import rexec_proto")
+        round_trip = timed(dpu, runs, "bash", "-c", client, "rexec-env", "/usr/local/bin/rexec", "/usr/bin/ps", "-o", "comm=", "-p", "1")
+    finally:
+        on_dpu(dpu, CLEANUP)
+    print("\n%d runs per row on %s (ms)%s\n" % (runs, dpu, " -- QUICK MODE, figures not meaningful" if args.quick else ""))
+    print("| command | median | p95 | against the row above |\n|---|---|---|---|")
+    row("docker run --rm true, local runtime on the DPU", local_run)
+    median = row("docker run --rm true, offloaded (target: at most 1.5x local)", off_run, local_run)
+    row("docker exec true, local container", local_exec)
+    row("docker exec true, offloaded container", off_exec, local_exec)
+    row("ctr run --rm true, offloaded", ctr_run)
+    row("python3 -I -S -c 'import ssl, socket' (the floor)", floor)
+    row("rexec client start-up (import rexec_proto; target: at most 1.3x)", start, floor)
+    row("rexec round trip: ps on the HOST", round_trip)
+    print("\nJSON: " + json.dumps({"docker_run_offloaded_over_local": round(median / statistics.median(local_run), 2),
+                                  "rexec_startup_over_floor": round(statistics.median(start) / statistics.median(floor), 2)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

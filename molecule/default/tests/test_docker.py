@@ -1,0 +1,194 @@
+"""docker on the DPU, its containers on the HOST: every command an operator runs.
+
+The image (localhost/dpu-offload/busybox:latest, a static busybox made with
+docker import) comes from the scenario's side_effect playbook. Tests run in
+file order and share one detached container.
+"""
+import json
+import time
+
+import pytest
+
+IMAGE = 'localhost/dpu-offload/busybox:latest'
+NAME = 'docker-proof'
+LOOP = "i=0; while true; do echo out $i; echo err $i >&2; i=$((i+1)); sleep 0.2; done"
+
+
+def _wait(predicate, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return predicate()
+
+
+def _inspect(dpu, name):
+    return json.loads(dpu.check_output('docker inspect %s' % name))[0]
+
+
+def _pids_of(machine, argv):
+    pids = []
+    for line in machine.check_output('ps -eo pid=,args=').splitlines():
+        pid, args = (line.strip().split(None, 1) + [''])[:2]
+        if args.strip() == argv:
+            pids.append(int(pid))
+    return pids
+
+
+@pytest.fixture(scope='module')
+def container(dpu):
+    dpu.run('docker rm -f %s' % NAME)
+    dpu.check_output("docker run -d --name %s %s sh -c '%s'" % (NAME, IMAGE, LOOP))
+    yield NAME
+    dpu.run('docker rm -f %s' % NAME)
+
+
+def test_docker_runs_on_the_offloaded_containerd(dpu):
+    info = json.loads(dpu.check_output("docker info --format '{{json .}}'"))
+    assert info['Driver'] == 'vfs'
+    assert info['LiveRestoreEnabled'] is True
+    # The runtime dockerd uses is the offload wrapper, found first on containerd's PATH.
+    assert dpu.file('/usr/local/bin/containerd-shim-runc-v2').contains('offload_shim')
+
+
+def test_process_runs_on_host_only(hostnode, dpu, container):
+    state = _inspect(dpu, container)['State']
+    assert state['Running'] is True
+    pid = state['Pid']
+    assert hostnode.file('/proc/%d/cmdline' % pid).content_string.split('\0')[:2] == ['sh', '-c']
+    assert not dpu.file('/proc/%d/cmdline' % pid).exists or \
+        dpu.file('/proc/%d/cmdline' % pid).content_string.split('\0')[:2] != ['sh', '-c']
+    assert _pids_of(dpu, 'sh -c %s' % LOOP) == []
+    # runc on the HOST knows it, in dockerd's containerd namespace.
+    cid = _inspect(dpu, container)['Id']
+    assert cid in hostnode.check_output('runc --root /run/docker/runtime-runc/moby list -q').split()
+
+
+def test_ps_and_logs_stdout_and_stderr(dpu, container):
+    assert container in dpu.check_output("docker ps --format '{{.Names}}'").split()
+    assert _wait(lambda: 'out 3' in dpu.run('docker logs %s' % container).stdout)
+    logs = dpu.run('docker logs %s' % container)
+    assert 'out 0' in logs.stdout and 'err 0' in logs.stderr and 'err 0' not in logs.stdout
+
+
+def test_exec_plain_tty_and_stdin(dpu, container):
+    result = dpu.run("docker exec %s sh -c 'echo out; echo err >&2; exit 3'" % container)
+    assert (result.rc, result.stdout, result.stderr.strip()) == (3, 'out\n', 'err')
+    assert dpu.check_output('docker exec -t %s sh -c "test -t 1 && echo tty"' % container).strip() == 'tty'
+    for i in range(3):
+        assert dpu.check_output("printf 'line %d\\n' | docker exec -i %s cat" % (i, container)) == 'line %d' % i
+
+
+def test_run_rm_returns_exit_code_and_stdin(dpu):
+    result = dpu.run("printf 'a\\nb\\nc\\n' | docker run --rm -i %s sh -c 'wc -l; echo err >&2; exit 7'" % IMAGE)
+    assert result.rc == 7, result.stderr
+    assert result.stdout.strip() == '3'
+    assert 'err' in result.stderr
+
+
+def test_top_lists_the_host_processes(dpu, container):
+    pid = _inspect(dpu, container)['State']['Pid']
+    top = dpu.check_output('docker top %s -o pid,args' % container)
+    assert str(pid) in [line.split()[0] for line in top.splitlines()[1:]]
+
+
+def test_stats(dpu, container):
+    stats = json.loads(dpu.check_output("docker stats --no-stream --format '{{json .}}' %s" % container))
+    assert stats['Name'] == container and int(stats['PIDs']) >= 1
+
+
+def test_stop_start_restart_at_once(hostnode, dpu, container):
+    old = _inspect(dpu, container)['State']['Pid']
+    dpu.check_output('docker stop -t 1 %s' % container)
+    assert not hostnode.file('/proc/%d' % old).exists
+    dpu.check_output('docker start %s' % container)
+    started = _inspect(dpu, container)['State']
+    assert started['Running'] and hostnode.file('/proc/%d' % started['Pid']).exists
+    for _ in range(3):
+        dpu.check_output('docker restart -t 1 %s' % container)
+    state = _inspect(dpu, container)['State']
+    assert state['Running'] and hostnode.file('/proc/%d' % state['Pid']).exists
+    count = dpu.run('docker logs %s' % container).stdout.count('out 0\n')
+    assert _wait(lambda: dpu.run('docker logs %s' % container).stdout.count('out 1\n') >= count)
+
+
+def test_kill_and_restart_policy(hostnode, dpu):
+    dpu.run('docker rm -f docker-policy')
+    dpu.check_output('docker run -d --name docker-policy --restart=always %s sleep 600' % IMAGE)
+    first = _inspect(dpu, 'docker-policy')['State']['Pid']
+    hostnode.check_output('kill -9 %d' % first)
+    assert _wait(lambda: _inspect(dpu, 'docker-policy')['RestartCount'] >= 1
+                 and _inspect(dpu, 'docker-policy')['State']['Running'], timeout=20)
+    second = _inspect(dpu, 'docker-policy')['State']['Pid']
+    assert second != first and hostnode.file('/proc/%d' % second).exists
+    dpu.check_output('docker update --restart=no docker-policy')
+    dpu.check_output('docker kill docker-policy')
+    assert _wait(lambda: not _inspect(dpu, 'docker-policy')['State']['Running'])
+    dpu.check_output('docker rm docker-policy')
+
+
+def test_networks(hostnode, dpu):
+    host_addr = hostnode.check_output("ip -4 -o addr show scope global | awk '{print $4}'")
+    own = dpu.check_output("docker run --rm --network host %s ip -4 -o addr show scope global" % IMAGE)
+    assert host_addr.split('/')[0] in own
+    for mode in ('none', 'default'):
+        out = dpu.check_output("docker run --rm --network %s %s ip -o link" % (mode, IMAGE))
+        assert [line.split(':')[1].strip() for line in out.splitlines()] == ['lo']
+    dpu.run('docker network rm dpu-offload-probe')
+    dpu.check_output('docker network create dpu-offload-probe')
+    try:
+        refused = dpu.run('docker run --rm --network dpu-offload-probe %s true' % IMAGE)
+        assert refused.rc != 0 and 'need network offload' in refused.stderr, refused.stderr
+    finally:
+        dpu.run('docker network rm dpu-offload-probe')
+    assert dpu.check_output('docker ps -aq --filter status=created') == ''
+
+
+def test_no_dpu_hook_reaches_the_host(hostnode, dpu):
+    dpu.run('docker rm -f docker-none')
+    dpu.check_output('docker run -d --name docker-none --network none %s sleep 600' % IMAGE)
+    try:
+        cid = _inspect(dpu, 'docker-none')['Id']
+        spec = json.loads(hostnode.file('/run/containerd/io.containerd.runtime.v2.task/moby/%s/config.json' % cid).content_string)
+        hooks = [h for stage in (spec.get('hooks') or {}).values() for h in stage]
+        assert [h for h in hooks if h['path'].startswith('/proc/')] == []
+    finally:
+        dpu.run('docker rm -f docker-none')
+
+
+def test_save_load_import_without_registry(dpu):
+    dpu.check_output('docker save -o /var/tmp/dpu-offload-save.tar %s' % IMAGE)
+    dpu.check_output('docker tag %s localhost/dpu-offload/reloaded:1' % IMAGE)
+    dpu.check_output('docker rmi localhost/dpu-offload/reloaded:1')
+    loaded = dpu.check_output('docker load -i /var/tmp/dpu-offload-save.tar')
+    assert IMAGE.split('/')[-1] in loaded
+    dpu.check_output("docker export $(docker create %s true) | docker import - localhost/dpu-offload/exported:1" % IMAGE)
+    assert dpu.check_output('docker run --rm localhost/dpu-offload/exported:1 echo imported') == 'imported'
+    dpu.run('docker rmi localhost/dpu-offload/exported:1; rm -f /var/tmp/dpu-offload-save.tar')
+    dpu.run('docker container prune -f')
+
+
+def test_engine_restarts_keep_the_container(hostnode, dpu, container):
+    pid = _inspect(dpu, container)['State']['Pid']
+    dpu.check_output('systemctl restart docker.service')
+    assert _wait(lambda: dpu.run('docker inspect %s' % container).rc == 0)
+    dpu.check_output('systemctl restart containerd.service')
+    assert _wait(lambda: dpu.run("docker exec %s echo alive" % container).stdout == 'alive\n', timeout=20)
+    state = _inspect(dpu, container)['State']
+    assert state['Running'] and state['Pid'] == pid and hostnode.file('/proc/%d' % pid).exists
+    assert _wait(lambda: dpu.run('docker logs --tail 1 %s' % container).stdout.startswith('out '))
+
+
+def test_rm_leaves_nothing_on_either_side(hostnode, dpu, container):
+    info = _inspect(dpu, container)
+    pid, cid = info['State']['Pid'], info['Id']
+    dpu.check_output('docker rm -f %s' % container)
+    assert _wait(lambda: not hostnode.file('/proc/%d' % pid).exists)
+    assert _wait(lambda: not [line for line in hostnode.check_output('ps -eo args=').splitlines()
+                              if 'containerd-shim-runc-v2' in line and (' -id %s ' % cid) in line + ' '])
+    assert not hostnode.file('/run/docker/runtime-runc/moby/%s' % cid).exists
+    assert not dpu.file('/run/containerd/io.containerd.runtime.v2.task/moby/%s' % cid).exists
+    assert not dpu.file('/run/docker/containerd/%s' % cid).exists
+    assert _wait(lambda: [s for s in dpu.check_output('ls -A /run/containerd/s').split() if s] ==
+                 [s for s in hostnode.check_output('ls -A /run/containerd/s').split() if s])
