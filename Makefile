@@ -23,7 +23,7 @@ PYENV_BINS := $(subst $(space),:,$(wildcard $(HOME)/.pyenv/versions/3.*/bin))
 ATEST_PATH := $(BIN)$(if $(PYENV_BINS),:$(PYENV_BINS)):$(PATH)
 
 .PHONY: help venv demo teardown inventory bench-playbook ee test unit lint sanity units molecule changelog-lint importer \
-	build install-check lab-up lab-down lab-image lab-clean bench-rexec bench-mounts bench-quick clean
+	build install-check lab-up lab-down lab-image lab-clean bench-rexec bench-mounts bench-engine bench-quick clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -105,6 +105,9 @@ bench-mounts: venv ## idempotent qtfs_mount pass over 40 mounts
 
 bench-playbook: venv lab-image ## converge, idempotent re-run and teardown, 1 pair vs 4
 	bench/bench_playbook.sh 1 4
+
+bench-engine: venv ## docker run/exec and ctr run on a deployed lab pair, offloaded against a local runtime (make demo first)
+	python bench/bench_engine.py
 
 bench-quick: venv ## bench-rexec and bench-mounts in quick mode (a few runs, small sizes; figures not enforced)
 	python bench/bench_rexec.py --quick

@@ -30,3 +30,8 @@ def hostnode():
 @pytest.fixture(scope='session')
 def dpu():
     return node(os.environ.get('LAB_DPU', 'lab-dpu'))
+
+
+def rexec(machine, command, env=''):
+    """Run rexec on a node the way the wrappers do: with its client.env."""
+    return machine.run("sh -c 'set -a; . /etc/rexec/client.env; %s exec rexec %s'" % (env, command))

@@ -192,3 +192,16 @@ def test_rm_leaves_nothing_on_either_side(hostnode, dpu, container):
     assert not dpu.file('/run/docker/containerd/%s' % cid).exists
     assert _wait(lambda: [s for s in dpu.check_output('ls -A /run/containerd/s').split() if s] ==
                  [s for s in hostnode.check_output('ls -A /run/containerd/s').split() if s])
+
+
+def test_zz_engine_benchmark_runs(dpu):
+    """bench/bench_engine.py in quick mode on this lab, so that it cannot rot; its figures are not judged."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.join(os.path.dirname(__file__), '..', '..', '..')
+    result = subprocess.run([sys.executable, os.path.join(root, 'bench', 'bench_engine.py'), '--quick'],
+                            capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'docker run --rm true, offloaded' in result.stdout and 'QUICK MODE' in result.stdout
+    assert dpu.check_output("docker ps -aq --filter name=bench-") == ''
