@@ -101,7 +101,7 @@ def row(name, values, peer=None):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--dpu", default="lab-dpu", help="the DPU's lab container (lab-dpu)")
     parser.add_argument("--runs", type=int, default=20, help="runs per row (20)")
     parser.add_argument("--quick", action="store_true", help="3 runs per row: checks the benchmark still works")
@@ -119,7 +119,8 @@ def main():
         floor = timed(dpu, runs, "python3", "-I", "-S", "-c", "import ssl, socket")
         # The client as the offload shim runs it (python3 -I -S, its TLS settings loaded), up to a
         # refused connection: everything a shim call pays before the network.
-        start = timed(dpu, runs, "bash", "-c", "set -a; . /etc/rexec/client.env; set +a; \"$@\" 2>/dev/null || true", "rexec-env", "env", "CMD_NET_ADDR=tcp://127.0.0.1:9",
+        refused = "set -a; . /etc/rexec/client.env; set +a; \"$@\" 2>/dev/null || true"
+        start = timed(dpu, runs, "bash", "-c", refused, "rexec-env", "env", "CMD_NET_ADDR=tcp://127.0.0.1:9",
                       "python3", "-I", "-S", "/usr/local/lib/dpu-offload/rexec/rexec", "/bin/true")
         local_phases = phases(dpu, runs, "--runtime", "io.containerd.runtime.v1.linux")
         off_phases = phases(dpu, runs)

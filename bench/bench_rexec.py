@@ -129,13 +129,15 @@ class Bench:
         pki = make_pki(self.tmp)
         whitelist = os.path.join(self.tmp, "whitelist")
         with open(whitelist, "w", encoding="utf-8") as handle:
-            for name in ("true", "head"):
-                handle.write(shutil.which(name) + "\n")
+            # true takes no arguments; head, the bulk benchmark's source, any.
+            handle.write(shutil.which("true") + "\n")
+            handle.write(shutil.which("head") + " {any}...\n")
         os.chmod(whitelist, 0o600)
         port = free_port()
         base = {key: value for key, value in os.environ.items() if not key.startswith("REXEC_") and key != "CMD_NET_ADDR"}
         server_env = dict(base, CMD_NET_ADDR="tcp://127.0.0.1:%d" % port, REXEC_WHITELIST=whitelist,
-                          REXEC_TLS_CA=pki["ca.pem"], REXEC_TLS_CERT=pki["server.pem"], REXEC_TLS_KEY=pki["server.key"])
+                          REXEC_TLS_CA=pki["ca.pem"], REXEC_TLS_CERT=pki["server.pem"], REXEC_TLS_KEY=pki["server.key"],
+                          REXEC_TLS_PEERS="client")
         log = os.path.join(self.tmp, "rexec_server.log")
         with open(log, "wb") as handle:
             self.server = subprocess.Popen([PYTHON, os.path.join(bindir, "rexec_server")], env=server_env,

@@ -105,7 +105,7 @@ def test_stop_start_restart_at_once(hostnode, dpu, container):
     dpu.check_output('docker start %s' % container)
     started = _inspect(dpu, container)['State']
     assert started['Running'] and hostnode.file('/proc/%d' % started['Pid']).exists
-    for _ in range(3):
+    for _round in range(3):
         dpu.check_output('docker restart -t 1 %s' % container)
     state = _inspect(dpu, container)['State']
     assert state['Running'] and hostnode.file('/proc/%d' % state['Pid']).exists
@@ -162,7 +162,7 @@ def test_save_load_import_without_registry(dpu):
     dpu.check_output('docker tag %s localhost/dpu-offload/reloaded:1' % IMAGE)
     dpu.check_output('docker rmi localhost/dpu-offload/reloaded:1')
     loaded = dpu.check_output('docker load -i /var/tmp/dpu-offload-save.tar')
-    assert IMAGE.split('/')[-1] in loaded
+    assert IMAGE.rsplit('/', maxsplit=1)[-1] in loaded
     dpu.check_output("docker export $(docker create %s true) | docker import - localhost/dpu-offload/exported:1" % IMAGE)
     assert dpu.check_output('docker run --rm localhost/dpu-offload/exported:1 echo imported') == 'imported'
     dpu.run('docker rmi localhost/dpu-offload/exported:1; rm -f /var/tmp/dpu-offload-save.tar')

@@ -29,8 +29,20 @@ def test_the_host_may_run_nothing_on_the_dpu(hostnode):
 
 
 def test_ld_preload_sent_through_rexec_does_not_reach_the_command(dpu):
-    result = rexec(dpu, '/usr/bin/ps -o comm= -p 1', env='LD_PRELOAD=/nonexistent/dpu-offload-probe.so')
-    assert result.rc == 0 and result.stdout.strip() == 'systemd'
+    # Set inside the client process only, after it started: a loader complaint
+    # on stderr could then only come from the HOST's command.
+    probe = ("import os, sys\n"
+             "sys.path.insert(0, '/usr/local/lib/dpu-offload/rexec')\n"
+             "import rexec_proto\n"
+             "os.environ['LD_PRELOAD'] = '/nonexistent/dpu-offload-probe.so'\n"
+             "rexec_proto.client_main(['/usr/bin/ps', '-o', 'comm=', '-p', '1'])\n")
+    helpers = _patched_tests()
+    helpers.put(dpu, '/tmp/dpu-offload-probe.py', probe.encode('ascii'))
+    try:
+        result = dpu.run("sh -c 'set -a; . /etc/rexec/client.env; set +a; exec python3 /tmp/dpu-offload-probe.py'")
+    finally:
+        dpu.run('rm -f /tmp/dpu-offload-probe.py')
+    assert result.rc == 0 and result.stdout.strip() == 'systemd', result.stderr
     assert 'preload' not in result.stderr.lower()
 
 

@@ -190,8 +190,7 @@ def main(argv, config_path):
         config = json.load(handle)
     action = action_of(argv)
     if action != "start":
-        status, _ = run_remote(config, argv)
-        return status
+        return run_remote(config, argv)[0]
     try:
         check_bundle(os.getcwd(), config["docker_root"])
     except Refused as exc:
