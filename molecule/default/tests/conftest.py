@@ -4,6 +4,7 @@ Outside molecule, LAB_INVENTORY, LAB_HOST and LAB_DPU point the tests
 at another lab (e.g. a second pair made with lab/lab.yml).
 """
 import os
+import time
 
 import pytest
 import testinfra
@@ -35,3 +36,23 @@ def dpu():
 def rexec(machine, command, env=''):
     """Run rexec on a node the way the wrappers do: with its client.env."""
     return machine.run("sh -c 'set -a; . /etc/rexec/client.env; %s exec rexec %s'" % (env, command))
+
+
+def processes(machine, argv):
+    """Pids whose command line is exactly argv (not a shell that mentions it)."""
+    pids = []
+    for line in machine.check_output('ps -eo pid=,args=').splitlines():
+        pid, args = (line.strip().split(None, 1) + [''])[:2]
+        if args.strip() == argv:
+            pids.append(int(pid))
+    return pids
+
+
+def wait(predicate, timeout=10.0):
+    """Poll predicate until it holds or timeout seconds pass; its last answer."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return predicate()

@@ -4,9 +4,9 @@ The image (localhost/dpu-offload/busybox:latest) is imported by the
 scenario's side_effect playbook. Tests run in file order and share one
 detached container.
 """
-import time
-
 import pytest
+
+from conftest import processes, wait
 
 IMAGE = 'localhost/dpu-offload/busybox:latest'
 RUN = 'ctr -n default run'
@@ -21,25 +21,6 @@ def _task_pid(dpu, cid):
         if fields and fields[0] == cid:
             return int(fields[1]), fields[2]
     return None, None
-
-
-def _processes(machine, argv):
-    """Pids whose command line is exactly argv (not a shell that mentions it)."""
-    pids = []
-    for line in machine.check_output('ps -eo pid=,args=').splitlines():
-        pid, args = (line.strip().split(None, 1) + [''])[:2]
-        if args.strip() == argv:
-            pids.append(int(pid))
-    return pids
-
-
-def _wait(predicate, timeout=5.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return predicate()
 
 
 @pytest.fixture(scope='module')
@@ -59,8 +40,8 @@ def test_image_imported_without_registry(dpu):
 
 def test_process_runs_on_host_only(hostnode, dpu, container):
     assert hostnode.file('/proc/%d/cmdline' % container).content_string.split('\0')[:2] == ['sleep', '3600']
-    assert _processes(hostnode, 'sleep 3600') == [container]
-    assert _processes(dpu, 'sleep 3600') == []
+    assert processes(hostnode, 'sleep 3600') == [container]
+    assert processes(dpu, 'sleep 3600') == []
     # The shim serving it is the HOST's stock one, under the HOST's PID 1 (a reaper).
     shim = [line.split() for line in hostnode.check_output('ps -eo pid=,ppid=,args=').splitlines()
             if 'containerd-shim-runc-v2' in line and ('-id %s ' % CID) in line + ' ']
@@ -93,7 +74,8 @@ def test_attached_run_stdin_stdout_stderr_exit(dpu):
     # after the task exists; input that ends sooner leaves the stdin open, a
     # race that offload's slower task creation widens (README, limits): the
     # input here ends after the start.
-    result = dpu.run("(sleep 2; printf 'hello\\nworld\\n') | timeout 120 %s --rm %s stock-attached sh -c 'wc -l; cat >/dev/null; echo err >&2; exit 5'" % (RUN, IMAGE))
+    script = "wc -l; cat >/dev/null; echo err >&2; exit 5"
+    result = dpu.run("(sleep 2; printf 'hello\\nworld\\n') | timeout 120 %s --rm %s stock-attached sh -c '%s'" % (RUN, IMAGE, script))
     assert result.rc == 5, result.stderr
     assert result.stdout.strip() == '2'
     assert 'err' in result.stderr
@@ -102,25 +84,25 @@ def test_attached_run_stdin_stdout_stderr_exit(dpu):
 
 def test_containerd_restart_keeps_task(dpu, container):
     dpu.check_output('systemctl restart containerd.service')
-    assert _wait(lambda: _task_pid(dpu, CID) == (container, 'RUNNING'))
+    assert wait(lambda: _task_pid(dpu, CID) == (container, 'RUNNING'))
     result = dpu.run('%s tasks exec --exec-id after-restart %s echo still-here' % (CTR, CID))
     assert (result.rc, result.stdout) == (0, 'still-here\n')
 
 
 def test_kill_rm_cleans_both_sides(hostnode, dpu, container):
     dpu.check_output('%s tasks kill -s KILL %s' % (CTR, CID))
-    assert _wait(lambda: _task_pid(dpu, CID)[1] == 'STOPPED')
+    assert wait(lambda: _task_pid(dpu, CID)[1] == 'STOPPED')
     dpu.check_output('%s tasks delete %s' % (CTR, CID))
     dpu.check_output('%s containers delete %s' % (CTR, CID))
     assert not hostnode.file('/proc/%d' % container).exists
-    assert _wait(lambda: not [line for line in hostnode.check_output('ps -eo args=').splitlines()
-                              if line.startswith('/usr/bin/containerd-shim-runc-v2') and (' -id %s ' % CID) in line])
+    assert wait(lambda: not [line for line in hostnode.check_output('ps -eo args=').splitlines()
+                             if line.startswith('/usr/bin/containerd-shim-runc-v2') and (' -id %s ' % CID) in line])
     assert not hostnode.file('/sys/fs/cgroup/pids/default/%s' % CID).exists
     assert not hostnode.file('/run/containerd/runc/default/%s' % CID).exists
     assert 'default/%s/rootfs' % CID not in hostnode.check_output('cat /proc/self/mountinfo')
     assert not dpu.file('/run/containerd/io.containerd.runtime.v2.task/default/%s' % CID).exists
     # The forwarded shim socket goes with the bundle's address file.
-    assert _wait(lambda: dpu.check_output('ls -A /run/containerd/s') == '')
+    assert wait(lambda: dpu.check_output('ls -A /run/containerd/s') == '')
 
 
 def test_no_zombies_on_host(hostnode):

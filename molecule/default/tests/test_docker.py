@@ -5,35 +5,18 @@ docker import) comes from the scenario's side_effect playbook. Tests run in
 file order and share one detached container.
 """
 import json
-import time
 
 import pytest
+
+from conftest import processes, wait
 
 IMAGE = 'localhost/dpu-offload/busybox:latest'
 NAME = 'docker-proof'
 LOOP = "i=0; while true; do echo out $i; echo err $i >&2; i=$((i+1)); sleep 0.2; done"
 
 
-def _wait(predicate, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return predicate()
-
-
 def _inspect(dpu, name):
     return json.loads(dpu.check_output('docker inspect %s' % name))[0]
-
-
-def _pids_of(machine, argv):
-    pids = []
-    for line in machine.check_output('ps -eo pid=,args=').splitlines():
-        pid, args = (line.strip().split(None, 1) + [''])[:2]
-        if args.strip() == argv:
-            pids.append(int(pid))
-    return pids
 
 
 @pytest.fixture(scope='module')
@@ -59,7 +42,7 @@ def test_process_runs_on_host_only(hostnode, dpu, container):
     assert hostnode.file('/proc/%d/cmdline' % pid).content_string.split('\0')[:2] == ['sh', '-c']
     assert not dpu.file('/proc/%d/cmdline' % pid).exists or \
         dpu.file('/proc/%d/cmdline' % pid).content_string.split('\0')[:2] != ['sh', '-c']
-    assert _pids_of(dpu, 'sh -c %s' % LOOP) == []
+    assert processes(dpu, 'sh -c %s' % LOOP) == []
     # runc on the HOST knows it, in dockerd's containerd namespace.
     cid = _inspect(dpu, container)['Id']
     assert cid in hostnode.check_output('runc --root /run/docker/runtime-runc/moby list -q').split()
@@ -67,7 +50,7 @@ def test_process_runs_on_host_only(hostnode, dpu, container):
 
 def test_ps_and_logs_stdout_and_stderr(dpu, container):
     assert container in dpu.check_output("docker ps --format '{{.Names}}'").split()
-    assert _wait(lambda: 'out 3' in dpu.run('docker logs %s' % container).stdout)
+    assert wait(lambda: 'out 3' in dpu.run('docker logs %s' % container).stdout)
     logs = dpu.run('docker logs %s' % container)
     assert 'out 0' in logs.stdout and 'err 0' in logs.stderr and 'err 0' not in logs.stdout
 
@@ -110,7 +93,7 @@ def test_stop_start_restart_at_once(hostnode, dpu, container):
     state = _inspect(dpu, container)['State']
     assert state['Running'] and hostnode.file('/proc/%d' % state['Pid']).exists
     count = dpu.run('docker logs %s' % container).stdout.count('out 0\n')
-    assert _wait(lambda: dpu.run('docker logs %s' % container).stdout.count('out 1\n') >= count)
+    assert wait(lambda: dpu.run('docker logs %s' % container).stdout.count('out 1\n') >= count)
 
 
 def test_kill_and_restart_policy(hostnode, dpu):
@@ -118,13 +101,13 @@ def test_kill_and_restart_policy(hostnode, dpu):
     dpu.check_output('docker run -d --name docker-policy --restart=always %s sleep 600' % IMAGE)
     first = _inspect(dpu, 'docker-policy')['State']['Pid']
     hostnode.check_output('kill -9 %d' % first)
-    assert _wait(lambda: _inspect(dpu, 'docker-policy')['RestartCount'] >= 1
-                 and _inspect(dpu, 'docker-policy')['State']['Running'], timeout=20)
+    assert wait(lambda: _inspect(dpu, 'docker-policy')['RestartCount'] >= 1
+                and _inspect(dpu, 'docker-policy')['State']['Running'], timeout=20)
     second = _inspect(dpu, 'docker-policy')['State']['Pid']
     assert second != first and hostnode.file('/proc/%d' % second).exists
     dpu.check_output('docker update --restart=no docker-policy')
     dpu.check_output('docker kill docker-policy')
-    assert _wait(lambda: not _inspect(dpu, 'docker-policy')['State']['Running'])
+    assert wait(lambda: not _inspect(dpu, 'docker-policy')['State']['Running'])
     dpu.check_output('docker rm docker-policy')
 
 
@@ -172,26 +155,26 @@ def test_save_load_import_without_registry(dpu):
 def test_engine_restarts_keep_the_container(hostnode, dpu, container):
     pid = _inspect(dpu, container)['State']['Pid']
     dpu.check_output('systemctl restart docker.service')
-    assert _wait(lambda: dpu.run('docker inspect %s' % container).rc == 0)
+    assert wait(lambda: dpu.run('docker inspect %s' % container).rc == 0)
     dpu.check_output('systemctl restart containerd.service')
-    assert _wait(lambda: dpu.run("docker exec %s echo alive" % container).stdout == 'alive\n', timeout=20)
+    assert wait(lambda: dpu.run("docker exec %s echo alive" % container).stdout == 'alive\n', timeout=20)
     state = _inspect(dpu, container)['State']
     assert state['Running'] and state['Pid'] == pid and hostnode.file('/proc/%d' % pid).exists
-    assert _wait(lambda: dpu.run('docker logs --tail 1 %s' % container).stdout.startswith('out '))
+    assert wait(lambda: dpu.run('docker logs --tail 1 %s' % container).stdout.startswith('out '))
 
 
 def test_rm_leaves_nothing_on_either_side(hostnode, dpu, container):
     info = _inspect(dpu, container)
     pid, cid = info['State']['Pid'], info['Id']
     dpu.check_output('docker rm -f %s' % container)
-    assert _wait(lambda: not hostnode.file('/proc/%d' % pid).exists)
-    assert _wait(lambda: not [line for line in hostnode.check_output('ps -eo args=').splitlines()
-                              if 'containerd-shim-runc-v2' in line and (' -id %s ' % cid) in line + ' '])
+    assert wait(lambda: not hostnode.file('/proc/%d' % pid).exists)
+    assert wait(lambda: not [line for line in hostnode.check_output('ps -eo args=').splitlines()
+                             if 'containerd-shim-runc-v2' in line and (' -id %s ' % cid) in line + ' '])
     assert not hostnode.file('/run/docker/runtime-runc/moby/%s' % cid).exists
     assert not dpu.file('/run/containerd/io.containerd.runtime.v2.task/moby/%s' % cid).exists
     assert not dpu.file('/run/docker/containerd/%s' % cid).exists
-    assert _wait(lambda: [s for s in dpu.check_output('ls -A /run/containerd/s').split() if s] ==
-                 [s for s in hostnode.check_output('ls -A /run/containerd/s').split() if s])
+    assert wait(lambda: [s for s in dpu.check_output('ls -A /run/containerd/s').split() if s] ==
+                [s for s in hostnode.check_output('ls -A /run/containerd/s').split() if s])
 
 
 def test_zz_engine_benchmark_runs(dpu):
