@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 # REXEC_TEST_FILES runs the suite against other copies of the programs (e.g. an older revision, to
@@ -288,3 +289,38 @@ def compile_c(tmp_path, name, source, shared=False):
     if subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False).returncode != 0:
         return None
     return out
+
+
+class UnixListener:
+    """A unix socket server in a thread that counts connections and hands each to handle (closes it by default)."""
+
+    def __init__(self, path, backlog=128):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(backlog)
+        self.sock.settimeout(0.1)
+        self.accepted = 0
+        self.running = True
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+        self.thread.start()
+
+    def loop(self):
+        while self.running:
+            try:
+                conn, _addr = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.accepted += 1
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+
+    def handle(self, conn):
+        conn.close()
+
+    def close(self):
+        self.running = False
+        self.thread.join(2)
+        self.sock.close()

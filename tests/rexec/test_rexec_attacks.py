@@ -26,7 +26,7 @@ import pytest
 
 import rexec_proto as proto
 import rexec_stream
-from rexec_testlib import (any_args, compile_c, connect_raw, pid_gone, raw_events, raw_exec, read_line, rss_kb,
+from rexec_testlib import (UnixListener, any_args, compile_c, connect_raw, pid_gone, raw_events, raw_exec, read_line, rss_kb,
                            run_client, start_client, wait_until)
 
 TRUE = shutil.which("true")
@@ -281,34 +281,6 @@ def _renameat2():
     return func
 
 
-class Listener:
-    def __init__(self, path):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(path)
-        self.sock.listen(128)
-        self.sock.settimeout(0.1)
-        self.accepted = 0
-        self.running = True
-        self.thread = threading.Thread(target=self.loop, daemon=True)
-        self.thread.start()
-
-    def loop(self):
-        while self.running:
-            try:
-                conn, _addr = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.accepted += 1
-            conn.close()
-
-    def close(self):
-        self.running = False
-        self.thread.join(2)
-        self.sock.close()
-
-
 def _connect_once(peer, path):
     """One CONNECT session; True when the server said READY."""
     try:
@@ -341,8 +313,8 @@ def test_connect_does_not_follow_a_directory_swapped_for_a_symlink(make_server, 
     (base / "d").mkdir(parents=True)
     (tmp_path / "out").mkdir()
     os.symlink(str(tmp_path / "out"), str(base / "l"))
-    inside = Listener(str(base / "d" / "s"))
-    outside = Listener(str(tmp_path / "out" / "s"))
+    inside = UnixListener(str(base / "d" / "s"))
+    outside = UnixListener(str(tmp_path / "out" / "s"))
     server = make_server("unix", REXEC_SOCKET_ALLOW=str(base / "*"))
     peer = rexec_stream.Peer(server.client_env())
     stop = threading.Event()
@@ -374,7 +346,7 @@ def test_connect_does_not_follow_a_directory_swapped_for_a_symlink(make_server, 
 def test_connect_through_a_symlink_is_refused(make_server, tmp_path):
     (tmp_path / "allowed").mkdir()
     (tmp_path / "out").mkdir()
-    outside = Listener(str(tmp_path / "out" / "s"))
+    outside = UnixListener(str(tmp_path / "out" / "s"))
     os.symlink(str(tmp_path / "out" / "s"), str(tmp_path / "allowed" / "link"))       # final component
     os.symlink(str(tmp_path / "out"), str(tmp_path / "allowed" / "dir"))              # a directory on the way
     server = make_server("unix", REXEC_SOCKET_ALLOW="%s:%s" % (tmp_path / "allowed", tmp_path / "allowed" / "*"))

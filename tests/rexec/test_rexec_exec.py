@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from rexec_testlib import HAVE_IPV6, any_args, read_line, run_client, start_client, wait_until, write_allowlist
+from rexec_testlib import HAVE_IPV6, any_args, read_line, rss_kb, run_client, start_client, wait_until, write_allowlist
 
 SH = shutil.which("sh")
 
@@ -275,13 +275,6 @@ def test_slow_reader_does_not_grow_server_memory(server):
     proc = start_client(server, ["head", "-c", str(total), "/dev/zero"])
     try:
         time.sleep(1.0)
-
-        def rss_kb(pid):
-            with open("/proc/%d/status" % pid, encoding="ascii") as handle:
-                for line in handle:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1])
-            return 0
 
         assert rss_kb(server.proc.pid) < 80 * 1024
         got = 0

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from rexec_testlib import FILES, PYTHON, wait_until
+from rexec_testlib import FILES, PYTHON, UnixListener, wait_until
 
 import rexec_proto as proto
 import rexec_stream
@@ -70,34 +70,10 @@ class Tool:
                 self.proc.wait(5)
 
 
-class EchoServer:
+class EchoServer(UnixListener):
     """A unix socket server standing for the shim: echoes every connection, half-closes after the client's EOF."""
 
-    def __init__(self, path):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(path)
-        self.sock.listen(64)
-        self.sock.settimeout(0.2)
-        self.accepted = 0
-        self.running = True
-        self.thread = threading.Thread(target=self.loop, daemon=True)
-        self.thread.start()
-
-    def loop(self):
-        while self.running:
-            try:
-                conn, _addr = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.accepted += 1
-            threading.Thread(target=self.echo, args=(conn,), daemon=True).start()
-
-    @staticmethod
-    def echo(conn):
+    def handle(self, conn):
         conn.settimeout(20)
         try:
             while True:
@@ -111,11 +87,6 @@ class EchoServer:
             pass
         finally:
             conn.close()
-
-    def close(self):
-        self.running = False
-        self.sock.close()
-        self.thread.join(2)
 
 
 def exchange(path, payload, timeout=20.0):

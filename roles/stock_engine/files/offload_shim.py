@@ -159,11 +159,8 @@ def run_remote(config, argv, capture=False):
     if not capture:
         return client([config["host_shim"]] + argv), None
     saved = os.dup(1)
-    capture_fd = os.memfd_create("shim-start", 0) if hasattr(os, "memfd_create") else None
-    if capture_fd is None:
-        import tempfile  # pylint: disable=import-outside-toplevel
-        capture_fd = tempfile.TemporaryFile()
-        capture_fd = os.dup(capture_fd.fileno())
+    # The shim's reply, kept in memory (Linux 3.17+) until its socket is forwarded.
+    capture_fd = os.memfd_create("shim-start", os.MFD_CLOEXEC)
     os.dup2(capture_fd, 1)
     try:
         status = client([config["host_shim"]] + argv)
