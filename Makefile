@@ -82,8 +82,11 @@ COLLECTION_VERSION = $(shell sed -n 's/^version: *//p' galaxy.yml)
 install-check: build ## install the tarball offline beside ansible-core alone + its declared dependencies; syntax-check the playbooks, rexec in check mode on localhost
 	python tools/install_check.py .build/dist/dpu-offload-$(COLLECTION_VERSION).tar.gz
 
+# The whole run is kept in .build/molecule.log; on a failure its failing
+# tasks and tests are printed last, where CI's tail shows them.
 molecule: venv lab-image ## molecule test, every scenario
-	molecule test --all
+	mkdir -p .build
+	molecule test --all 2>&1 | tee .build/molecule.log || { status=$$?; python tools/failure_digest.py .build/molecule.log; exit $$status; }
 
 lab-image: venv ## Docker engine running and the lab base image built (once)
 	lab/lab.sh image

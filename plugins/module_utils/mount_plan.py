@@ -741,7 +741,7 @@ def _command_error(args, rc, out, err):
     return '%s failed (rc=%d): %s' % (' '.join(args), rc, text)
 
 
-def _unmount_rounds(select, run, read_table, umount_bin, limit, done, what):
+def _unmount_rounds(select, run, read_table, umount_bin, limit, done, what, explain_busy=None):
     """Unmount the entries select(table) returns, leaves first, re-reading the
     table after each round so layers revealed by an unmount are seen too.
     Unmounted points are appended to done."""
@@ -759,7 +759,8 @@ def _unmount_rounds(select, run, read_table, umount_bin, limit, done, what):
             args = [umount_bin, mp]
             rc, out, err = run(args)
             if rc != 0:
-                raise ApplyError(_command_error(args, rc, out, err) + (
+                hint = explain_busy(mp) if explain_busy and 'busy' in (err or '') + (out or '') else ''
+                raise ApplyError(_command_error(args, rc, out, err) + hint + (
                     '; already unmounted: %s' % ', '.join(done) if done else ''), None)
             done.append(mp)
     raise ApplyError('mounts of %s remain after %d rounds of unmounting' % (what, limit), None)
@@ -788,11 +789,12 @@ def _selector(roots, point):
 
 
 def apply_plan(actions, run, mount_bin='mount', umount_bin='umount', create_mode=0o755,
-               rollback=True, read_table=None):
+               rollback=True, read_table=None, explain_busy=None):
     """Carry out the planned actions in order.
 
     run(args) -> (rc, stdout, stderr); read_table() -> MountTable (needed when
-    something is unmounted). Every action gets an outcome. On a failure the
+    something is unmounted); explain_busy(point) -> text added to the error of
+    an unmount that fails as busy. Every action gets an outcome. On a failure the
     mounts this call made are unmounted again in reverse order and ApplyError
     is raised.
     """
@@ -809,7 +811,7 @@ def apply_plan(actions, run, mount_bin='mount', umount_bin='umount', create_mode
                 try:
                     _unmount_rounds(_selector(act.unmount_roots, act.recursive), run, read_table, umount_bin,
                                     limit=len(act.unmount) + 3, done=done,
-                                    what=act.recursive or act.spec.path)
+                                    what=act.recursive or act.spec.path, explain_busy=explain_busy)
                 except ApplyError as e:
                     raise ApplyError(e.msg, act.spec.index)
                 finally:

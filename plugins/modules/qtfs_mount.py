@@ -238,6 +238,7 @@ from ansible_collections.dpu.offload.plugins.module_utils.mount_plan import (
     read_filesystems,
     system_changed,
 )
+from ansible_collections.dpu.offload.plugins.module_utils.proc_holders import describe_holders
 
 MOUNT_ITEM_SPEC = dict(
     path=dict(type='path', required=True),
@@ -309,7 +310,7 @@ def run_qtfs_mount(module, mountinfo_path=MOUNTINFO, filesystems_path='/proc/fil
     umount_bin = module.get_bin_path('umount', required=True)
     try:
         apply_plan(actions, run, mount_bin=mount_bin, umount_bin=umount_bin,
-                   read_table=lambda: MountTable.from_file(mountinfo_path))
+                   read_table=lambda: MountTable.from_file(mountinfo_path), explain_busy=describe_holders)
     except ApplyError as e:
         result['mounts'] = [a.result() for a in by_index]
         result['changed'] = system_changed(actions)

@@ -145,3 +145,58 @@ def test_find_command(tmp_path):
     assert server.find_command(b"sh", b"/").startswith(b"/")
     assert server.find_command(b"bin/mytool", os.fsencode(str(tmp_path))) == os.fsencode(str(tool))
     assert server.find_command(b"/nonexistent/x", b"/") is None
+
+
+def _fds_on(path):
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink("/proc/self/fd/" + name) == path:
+                found.append(int(name))
+        except OSError:
+            pass
+    return found
+
+
+class _FakeConn:
+    """What StreamSession needs of a connection: a pollable fd, send(), recv()."""
+
+    def __init__(self):
+        self.rfd, self.wfd = os.pipe()
+        self.sent = []
+
+    def fileno(self):
+        return self.rfd
+
+    def send(self, data):
+        self.sent.append(data)
+
+    def recv(self):
+        return []
+
+    def close(self):
+        os.close(self.rfd)
+        os.close(self.wfd)
+
+
+def test_a_fifo_session_that_fails_inside_the_pump_closes_the_fifo(tmp_path, monkeypatch):
+    """An unexpected error while relaying must not leak the fifo's fd: the
+    server would keep the shared directory's mount busy until it restarts."""
+    mod = load_server_module()
+    fifo = str(tmp_path / "log")
+    os.mkfifo(fifo)
+    server = type("Server", (), {"fifo_allow": mod.rexec_stream.parse_allow(str(tmp_path)), "socket_allow": [],
+                                 "stopping": False})()
+    conn = _FakeConn()
+    session = type("Session", (), {"server": server, "conn": conn, "parser": proto.FrameParser(proto.FROM_CLIENT), "who": "test"})()
+
+    def boom(self, events=()):
+        raise RuntimeError("boom")
+    monkeypatch.setattr(mod.rexec_stream.Pump, "run", boom)
+    stream = mod.StreamSession(session, proto.T_FIFO_READ, os.fsencode(fifo))
+    try:
+        with pytest.raises(RuntimeError):
+            stream.serve([])
+        assert _fds_on(fifo) == []
+    finally:
+        conn.close()

@@ -347,3 +347,21 @@ def test_read_filesystems(tmp_path):
     f.write_text(u'nodev\tsysfs\n\text4\nnodev\tqtfs\n')
     assert read_filesystems(str(f)) == set(['sysfs', 'ext4', 'qtfs'])
     assert read_filesystems(str(tmp_path / 'missing')) is None
+
+
+def test_apply_names_what_keeps_a_mount_busy(crafted):
+    actions, dummy = plan_unmounted(specs({'path': '/another_rootfs/proc'}, require_src=False), crafted)
+    tables = [crafted]
+
+    def busy(args):
+        return 32, '', 'umount: %s: target is busy.' % args[-1]
+    with pytest.raises(ApplyError) as exc:
+        apply_plan(actions, busy, read_table=lambda: tables[0],
+                   explain_busy=lambda point: ' (in use by pid 9 (sleep) below %s)' % point)
+    assert 'target is busy. (in use by pid 9 (sleep) below /another_rootfs/proc)' in exc.value.msg
+
+    def refused(args):
+        return 1, '', 'umount: %s: not mounted.' % args[-1]
+    with pytest.raises(ApplyError) as exc:
+        apply_plan(actions, refused, read_table=lambda: tables[0], explain_busy=lambda point: ' HINT')
+    assert 'HINT' not in exc.value.msg
