@@ -200,3 +200,25 @@ def test_a_fifo_session_that_fails_inside_the_pump_closes_the_fifo(tmp_path, mon
         assert _fds_on(fifo) == []
     finally:
         conn.close()
+
+
+def test_closing_a_socket_pump_twice_leaves_other_files_alone(tmp_path):
+    """The server closes a stream's pump when the session ends and again in its
+    cleanup: the second close must not close the socket's old fd number,
+    which by then may belong to another session."""
+    import socket
+
+    import rexec_stream
+
+    ours, peer = socket.socketpair()
+    pump = rexec_stream.Pump(None, None, "server", rfd=ours.fileno(), wfd=ours.fileno(), sock=ours)
+    number = ours.fileno()
+    pump.close()
+    reused = os.open(str(tmp_path), os.O_RDONLY)
+    try:
+        assert reused == number   # the lowest free number comes back at once
+        pump.close()
+        os.fstat(reused)          # still open
+    finally:
+        os.close(reused)
+        peer.close()

@@ -39,13 +39,16 @@ def rexec(machine, command, env=''):
 
 
 def processes(machine, argv):
-    """Pids whose command line is exactly argv (not a shell that mentions it)."""
-    pids = []
-    for line in machine.check_output('ps -eo pid=,args=').splitlines():
-        pid, args = (line.strip().split(None, 1) + [''])[:2]
+    """Pids whose command line is exactly argv (not a shell that mentions it).
+
+    A shell caught between fork and exec has its parent's command line: such
+    a child of a match is not counted."""
+    found = {}
+    for line in machine.check_output('ps -eo pid=,ppid=,args=').splitlines():
+        pid, ppid, args = (line.strip().split(None, 2) + ['', ''])[:3]
         if args.strip() == argv:
-            pids.append(int(pid))
-    return pids
+            found[int(pid)] = int(ppid)
+    return sorted(pid for pid, ppid in found.items() if ppid not in found)
 
 
 def wait(predicate, timeout=10.0):

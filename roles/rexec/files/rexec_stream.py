@@ -301,14 +301,16 @@ class Pump:
             self.wfd = None
 
     def close(self):
-        """Close whatever local fds are left (the caller closes the connection)."""
+        """Close whatever local fds are left (the caller closes the connection); safe to call twice."""
         self.reading = self.writing = False
         if self.sock is not None:
             try:
                 self.sock.close()
             except OSError:
                 pass
+            # rfd and wfd were the socket's number: never close it again, it may be another file's now.
             self.sock = None
+            self.rfd = self.wfd = None
             return
         for fd in (self.rfd, self.wfd):
             if fd is not None:
