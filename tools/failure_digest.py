@@ -1,4 +1,5 @@
-#!/usr/bin/env python3
+# Copyright (c) dpu.offload contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Print where a long run (molecule test --all) first went wrong.
 
 CI keeps only the tail of a run's output, and after a failure molecule runs
