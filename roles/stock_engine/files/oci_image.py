@@ -3,10 +3,12 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Write a one-layer OCI image archive of a static busybox, without a registry.
 
-    python3 busybox_oci.py OUTPUT.tar [REFERENCE] [BUSYBOX]
+    python3 oci_image.py OUTPUT.tar [REFERENCE] [BUSYBOX] [ENTRYPOINT-JSON]
 
-The layer holds bin/busybox and one symlink per applet the tests use; the
-archive (oci-layout, index.json, blobs) is what `ctr image import` reads.
+The layer holds bin/busybox and one symlink per applet; the archive
+(oci-layout, index.json, blobs) is what `ctr image import` reads. The same
+inputs give the same bytes (no timestamps), so an image's digest is stable.
+The role builds CRI's sandbox (pause) image with it; the lab its test image.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ import gzip
 import hashlib
 import io
 import json
+import platform
 import sys
 import tarfile
 
+# OCI's names of the machine's architecture (uname -m).
+ARCHITECTURES = {'x86_64': 'amd64', 'aarch64': 'arm64', 'riscv64': 'riscv64', 'ppc64le': 'ppc64le', 's390x': 's390x'}
 APPLETS = ('sh', 'sleep', 'cat', 'echo', 'true', 'false', 'ls', 'ps', 'id', 'hostname', 'wc', 'tr', 'head')
 
 
@@ -56,10 +61,14 @@ def main(argv):
     output = argv[1]
     reference = argv[2] if len(argv) > 2 else 'localhost/dpu-offload/busybox:latest'
     busybox = argv[3] if len(argv) > 3 else '/bin/busybox'
+    entrypoint = json.loads(argv[4]) if len(argv) > 4 else None
     layer, diff_id = _layer(busybox)
+    image_config = {'Env': ['PATH=/bin'], 'Cmd': ['/bin/sh'], 'WorkingDir': '/'}
+    if entrypoint:
+        image_config = {'Env': ['PATH=/bin'], 'Entrypoint': entrypoint, 'WorkingDir': '/'}
     config = json.dumps({
-        'architecture': 'amd64', 'os': 'linux',
-        'config': {'Env': ['PATH=/bin'], 'Cmd': ['/bin/sh'], 'WorkingDir': '/'},
+        'architecture': ARCHITECTURES.get(platform.machine(), platform.machine()), 'os': 'linux',
+        'config': image_config,
         'rootfs': {'type': 'layers', 'diff_ids': [diff_id]},
     }, sort_keys=True).encode()
     with tarfile.open(output, 'w') as tar:
