@@ -12,6 +12,7 @@ the fifo relay, which runs "on the HOST").
 import hashlib
 import os
 import signal
+import struct
 import socket
 import subprocess
 import threading
@@ -494,3 +495,125 @@ def test_fiforelay_refused_by_peer_allowlist(host_server, tools, tree):
     assert host_server.wait_log('fifo_write="%s" status=refused:allowlist(126)' % dpu_x)
     time.sleep(0.5)                                      # not retried while the node stays the same
     assert relay.log().count("relay start") == 1
+
+
+# --------------------------------------------------------------------------
+# --resume-ttrpc: a shim's connection outlives a restart of the peer's server
+
+TTRPC = struct.Struct(">IIBB")
+
+
+class FakeShim(UnixListener):
+    """Answers each ttrpc request with a response on its stream (b"re:" + data); a request for b"held" is
+    answered only when it comes a second time (the first one dies with the server). b"exit" closes."""
+
+    def __init__(self, path):
+        self.seen = []
+        super().__init__(path)
+
+    def handle(self, conn):
+        buf = b""
+        try:
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buf += data
+                while len(buf) >= TTRPC.size:
+                    length, sid, kind, _flags = TTRPC.unpack_from(buf)
+                    if len(buf) < TTRPC.size + length:
+                        break
+                    payload, buf = buf[TTRPC.size:TTRPC.size + length], buf[TTRPC.size + length:]
+                    self.seen.append((sid, payload))
+                    if payload == b"exit":
+                        return
+                    if payload == b"held" and self.seen.count((sid, payload)) < 2:
+                        continue
+                    reply = b"re:" + payload
+                    conn.sendall(TTRPC.pack(len(reply), sid, 2, 0) + reply)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+
+def ttrpc_call(sock, sid, payload):
+    sock.sendall(TTRPC.pack(len(payload), sid, 1, 0) + payload)
+
+
+def ttrpc_reply(sock):
+    head = b""
+    while len(head) < TTRPC.size:
+        chunk = sock.recv(TTRPC.size - len(head))
+        if not chunk:
+            return None
+        head += chunk
+    length, sid, kind, _flags = TTRPC.unpack(head)
+    data = b""
+    while len(data) < length:
+        data += sock.recv(length - len(data))
+    return sid, kind, data
+
+
+def test_resume_ttrpc_keeps_the_connection_through_a_server_restart(host_server, tools, tree):
+    shim = FakeShim(os.path.join(tree, "host", "s", "abc"))
+    local = os.path.join(tree, "dpu", "s", "abc")
+    fwd = start_forward(tools, host_server, tree, ["--path", local, "--resume-ttrpc", "20"])
+    try:
+        assert wait_until(lambda: os.path.exists(local), 5)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(20)
+        sock.connect(local)
+        ttrpc_call(sock, 1, b"a")
+        assert ttrpc_reply(sock) == (1, 2, b"re:a")
+        ttrpc_call(sock, 3, b"held")
+        assert wait_until(lambda: (3, b"held") in shim.seen, 5)
+        host_server.proc.kill()                # SIGKILL: every session of the server dies at once
+        host_server.proc.wait(5)
+        host_server.start()
+        # The request in flight is sent again on the new leg and answered there, on the same connection.
+        assert ttrpc_reply(sock) == (3, 2, b"re:held")
+        ttrpc_call(sock, 5, b"b")
+        assert ttrpc_reply(sock) == (5, 2, b"re:b")
+        assert shim.seen.count((3, b"held")) == 2 and shim.seen.count((1, b"a")) == 1
+        assert fwd.wait_log("1 unanswered request(s) sent again")
+        sock.close()
+    finally:
+        shim.close()
+
+
+def test_resume_ttrpc_ends_the_connection_when_the_shim_does(host_server, tools, tree):
+    shim = FakeShim(os.path.join(tree, "host", "s", "abc"))
+    local = os.path.join(tree, "dpu", "s", "abc")
+    start_forward(tools, host_server, tree, ["--path", local, "--resume-ttrpc", "20"])
+    try:
+        assert wait_until(lambda: os.path.exists(local), 5)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(10)
+        sock.connect(local)
+        ttrpc_call(sock, 1, b"exit")
+        # containerd must see a shim that exits as gone: the local connection closes, nothing is resent.
+        assert ttrpc_reply(sock) is None
+        assert shim.seen == [(1, b"exit")]
+        sock.close()
+    finally:
+        shim.close()
+
+
+def test_resume_ttrpc_gives_up_after_its_window(host_server, tools, tree):
+    shim = FakeShim(os.path.join(tree, "host", "s", "abc"))
+    local = os.path.join(tree, "dpu", "s", "abc")
+    fwd = start_forward(tools, host_server, tree, ["--path", local, "--resume-ttrpc", "1"])
+    try:
+        assert wait_until(lambda: os.path.exists(local), 5)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(15)
+        sock.connect(local)
+        ttrpc_call(sock, 1, b"held")
+        assert wait_until(lambda: (1, b"held") in shim.seen, 5)
+        host_server.stop()                     # and it stays down
+        assert ttrpc_reply(sock) is None
+        assert fwd.wait_log("stayed unreachable for 1s")
+        sock.close()
+    finally:
+        shim.close()
