@@ -555,15 +555,21 @@ def ttrpc_reply(sock):
     return sid, kind, data
 
 
-def test_resume_ttrpc_keeps_the_connection_through_a_server_restart(host_server, tools, tree):
+def resume_session(tools, server, tree, window, timeout):
+    """A fake shim on the HOST's socket, a resuming forward of it, and a client connected through it."""
     shim = FakeShim(os.path.join(tree, "host", "s", "abc"))
     local = os.path.join(tree, "dpu", "s", "abc")
-    fwd = start_forward(tools, host_server, tree, ["--path", local, "--resume-ttrpc", "20"])
+    fwd = start_forward(tools, server, tree, ["--path", local, "--resume-ttrpc", window])
+    assert wait_until(lambda: os.path.exists(local), 5)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    sock.connect(local)
+    return shim, fwd, sock
+
+
+def test_resume_ttrpc_keeps_the_connection_through_a_server_restart(host_server, tools, tree):
+    shim, fwd, sock = resume_session(tools, host_server, tree, "20", 20)
     try:
-        assert wait_until(lambda: os.path.exists(local), 5)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(20)
-        sock.connect(local)
         ttrpc_call(sock, 1, b"a")
         assert ttrpc_reply(sock) == (1, 2, b"re:a")
         ttrpc_call(sock, 3, b"held")
@@ -583,14 +589,8 @@ def test_resume_ttrpc_keeps_the_connection_through_a_server_restart(host_server,
 
 
 def test_resume_ttrpc_ends_the_connection_when_the_shim_does(host_server, tools, tree):
-    shim = FakeShim(os.path.join(tree, "host", "s", "abc"))
-    local = os.path.join(tree, "dpu", "s", "abc")
-    start_forward(tools, host_server, tree, ["--path", local, "--resume-ttrpc", "20"])
+    shim, dummy, sock = resume_session(tools, host_server, tree, "20", 10)
     try:
-        assert wait_until(lambda: os.path.exists(local), 5)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(10)
-        sock.connect(local)
         ttrpc_call(sock, 1, b"exit")
         # containerd must see a shim that exits as gone: the local connection closes, nothing is resent.
         assert ttrpc_reply(sock) is None
@@ -601,14 +601,8 @@ def test_resume_ttrpc_ends_the_connection_when_the_shim_does(host_server, tools,
 
 
 def test_resume_ttrpc_gives_up_after_its_window(host_server, tools, tree):
-    shim = FakeShim(os.path.join(tree, "host", "s", "abc"))
-    local = os.path.join(tree, "dpu", "s", "abc")
-    fwd = start_forward(tools, host_server, tree, ["--path", local, "--resume-ttrpc", "1"])
+    shim, fwd, sock = resume_session(tools, host_server, tree, "1", 15)
     try:
-        assert wait_until(lambda: os.path.exists(local), 5)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(15)
-        sock.connect(local)
         ttrpc_call(sock, 1, b"held")
         assert wait_until(lambda: (1, b"held") in shim.seen, 5)
         host_server.stop()                     # and it stays down

@@ -59,3 +59,11 @@ def wait(predicate, timeout=10.0):
             return True
         time.sleep(0.2)
     return predicate()
+
+
+def docker_container(dpu, name, image, loop):
+    """A detached docker container on the DPU running sh -c loop, removed before and after (a fixture body)."""
+    dpu.run('docker rm -f %s' % name)
+    dpu.check_output("docker run -d --name %s %s sh -c '%s'" % (name, image, loop))
+    yield name
+    dpu.run('docker rm -f %s' % name)

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from conftest import processes, wait
+from conftest import docker_container, processes, wait
 
 IMAGE = 'localhost/dpu-offload/busybox:latest'
 NAME = 'docker-proof'
@@ -21,10 +21,7 @@ def _inspect(dpu, name):
 
 @pytest.fixture(scope='module')
 def container(dpu):
-    dpu.run('docker rm -f %s' % NAME)
-    dpu.check_output("docker run -d --name %s %s sh -c '%s'" % (NAME, IMAGE, LOOP))
-    yield NAME
-    dpu.run('docker rm -f %s' % NAME)
+    yield from docker_container(dpu, NAME, IMAGE, LOOP)
 
 
 def test_docker_runs_on_the_offloaded_containerd(dpu):

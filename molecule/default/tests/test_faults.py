@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from conftest import wait
+from conftest import docker_container, wait
 
 IMAGE = 'localhost/dpu-offload/busybox:latest'
 NAME = 'fault-proof'
@@ -33,10 +33,7 @@ def _log_lines(dpu):
 
 @pytest.fixture(scope='module')
 def container(dpu):
-    dpu.run('docker rm -f %s' % NAME)
-    dpu.check_output("docker run -d --name %s %s sh -c '%s'" % (NAME, IMAGE, LOOP))
-    yield NAME
-    dpu.run('docker rm -f %s' % NAME)
+    yield from docker_container(dpu, NAME, IMAGE, LOOP)
 
 
 @pytest.mark.parametrize('side', ['hostnode', 'dpu'])
