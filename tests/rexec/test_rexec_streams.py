@@ -582,7 +582,7 @@ def test_resume_ttrpc_keeps_the_connection_through_a_server_restart(host_server,
         ttrpc_call(sock, 5, b"b")
         assert ttrpc_reply(sock) == (5, 2, b"re:b")
         assert shim.seen.count((3, b"held")) == 2 and shim.seen.count((1, b"a")) == 1
-        assert fwd.wait_log("1 unanswered request(s) sent again")
+        assert fwd.wait_log("1 unanswered request(s) to send again")
         sock.close()
     finally:
         shim.close()
@@ -607,7 +607,33 @@ def test_resume_ttrpc_gives_up_after_its_window(host_server, tools, tree):
         assert wait_until(lambda: (1, b"held") in shim.seen, 5)
         host_server.stop()                     # and it stays down
         assert ttrpc_reply(sock) is None
-        assert fwd.wait_log("stayed unreachable for 1s")
+        assert fwd.wait_log("did not come back within 1s")
         sock.close()
     finally:
         shim.close()
+
+
+def test_resume_keeps_every_frame_of_a_batch_whose_send_breaks():
+    """Frames that arrive together are all kept for sending again, also when the leg breaks under the send."""
+    import rexec_resume
+
+    local, containerd = socket.socketpair()
+    near, far = socket.socketpair()
+    far.close()                                   # the leg is already gone
+    leg = type("Leg", (), {"near": near, "answered": False})()
+    containerd.sendall(b"".join(TTRPC.pack(1, sid, 1, 0) + b"x" for sid in (1, 3, 5)))
+    pending = rexec_resume.Pending()
+    try:
+        with pytest.raises(OSError):
+            rexec_resume._splice(local, leg, pending, rexec_resume.Frames(), rexec_resume.Frames())
+        assert sorted(pending.streams) == [1, 3, 5]
+    finally:
+        for sock in (local, containerd, near):
+            sock.close()
+
+
+def test_resume_retries_a_busy_peer_and_gives_up_only_on_a_missing_socket():
+    import rexec_resume
+
+    assert 127 in rexec_resume.FINAL_REFUSALS and 126 in rexec_resume.FINAL_REFUSALS
+    assert 255 not in rexec_resume.FINAL_REFUSALS      # "server busy, try again later" and failed connects

@@ -88,11 +88,13 @@ def test_the_sandbox_runs_on_the_host_and_is_ready(cri, pod, hostnode, dpu):
 
 
 def test_the_container_runs_on_the_host_in_the_pod(cri, pod, hostnode, dpu):
-    runtime, dummy = cri
+    runtime, images = cri
     pod_id, container_id, dummy_config = pod
     status = runtime.ContainerStatus(api.ContainerStatusRequest(container_id=container_id)).status
     assert status.state == api.CONTAINER_RUNNING
-    assert status.image.image == IMAGE or IMAGE in status.image_ref or status.image_ref.startswith('sha256:')
+    # The image it was created from: its tag, and its digest (or id) as ImageStatus gives them.
+    image = images.ImageStatus(api.ImageStatusRequest(image=api.ImageSpec(image=IMAGE))).image
+    assert status.image.image == IMAGE and status.image_ref in list(image.repo_digests) + [image.id]
     pids = processes(hostnode, 'sh -c %s' % LOOP)
     assert len(pids) == 1 and processes(dpu, 'sh -c %s' % LOOP) == []
     # In the sandbox's namespaces (pid and ipc of the pod, the HOST's network).

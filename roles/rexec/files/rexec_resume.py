@@ -99,6 +99,8 @@ class Leg:
         self.near, far = socket.socketpair()
         self.outcome = None            # "closed" (the peer ended in order), "refused", or "lost"
         self.detail = ""
+        self.code = None               # the peer's error code when it refused
+        self.answered = False          # a frame came back on this leg (it was a working one)
         far.setblocking(False)
         self.pump = rexec_stream.Pump(conn, parser, "client", rfd=far.fileno(), wfd=far.fileno(), sock=far,
                                       on_ready=on_ready)
@@ -111,7 +113,7 @@ class Leg:
             self.pump.run(events)
             self.outcome = "closed"
         except rexec_stream.SessionError as exc:
-            self.outcome, self.detail = "refused", exc.message
+            self.outcome, self.detail, self.code = "refused", exc.message, exc.code
         except (proto.ConnectionLost, ssl.SSLError, proto.ProtocolError, OSError) as exc:
             self.outcome, self.detail = "lost", str(exc)
         finally:
@@ -136,26 +138,34 @@ def _send_all(sock, data):
         view = view[sent:]
 
 
+# The peer's refusals that end the local connection: the socket is gone or
+# not allowed (127, 126). Others (255: busy, a failed connect) are retried.
+FINAL_REFUSALS = (126, 127)
+
+
 def relay(local, dial, retry_for, resume_for, stopper, log, name):
     """Relay local (containerd's connection) over legs from dial() until it ends; see the module's text.
 
     dial() -> (conn, parser, events, on_ready), or raises rexec_stream.SessionError when the peer cannot be
     reached (a refusal by the peer comes back as a leg whose outcome is "refused"). The first leg is waited
-    for up to retry_for seconds, a lost one up to resume_for.
+    for up to retry_for seconds; after a loss the peer has resume_for seconds, counted from the last leg
+    that worked (carried an answer), to come back.
     """
     pending = Pending()
     outbound, inbound = Frames(), Frames()
     local.setblocking(False)
-    window, resuming = retry_for, False
+    backoff = rexec_stream.Backoff()
+    deadline, resuming = time.monotonic() + retry_for, False
     while True:
-        leg = _connect(dial, window, stopper, log, name, resuming)
+        leg = _connect(dial, deadline, backoff, local, stopper)
         if leg is None:
+            if resuming and not stopper.stopped():
+                log("%s: the peer did not come back within %gs; closing the local connection" % (name, resume_for))
             return
         try:
-            if resuming:
-                log("%s: link to the peer back, %d unanswered request(s) sent again" % (name, len(pending)))
+            if resuming and len(pending):
                 _send_all(leg.near, pending.replay())
-            local_open = _splice(local, leg.near, pending, outbound, inbound)
+            local_open = _splice(local, leg, pending, outbound, inbound)
         except FrameError as exc:
             log("%s: not ttrpc, closing: %s" % (name, exc))
             leg.finish()
@@ -166,37 +176,57 @@ def relay(local, dial, retry_for, resume_for, stopper, log, name):
             leg.finish()
             return
         outcome = leg.finish()
-        if outcome != "lost" or stopper.stopped():
+        if stopper.stopped() or outcome == "closed" or (outcome == "refused" and leg.code in FINAL_REFUSALS):
             if outcome == "refused":
                 log("%s: the peer refused the connection: %s" % (name, leg.detail))
             return
         dropped = inbound.drop_partial()
-        log("%s: link to the peer lost (%s); keeping the local connection and dialling again%s"
-            % (name, leg.detail, " (%d bytes of a cut frame dropped)" % dropped if dropped else ""))
-        window, resuming = resume_for, True
+        if leg.answered or not resuming:
+            # A working leg broke: the peer gets the whole window from now, and the first retry comes soon.
+            deadline = time.monotonic() + resume_for
+            backoff.reset()
+        log("%s: link to the peer lost (%s); keeping the local connection and dialling again, %d unanswered "
+            "request(s) to send again%s" % (name, leg.detail, len(pending),
+                                            " (%d bytes of a cut frame dropped)" % dropped if dropped else ""))
+        resuming = True
+        if _wait(backoff.next(), deadline, local, stopper):
+            return
 
 
-def _connect(dial, window, stopper, log, name, resuming):
-    """A new leg, dialled with backoff for at most window seconds; None when none came."""
-    backoff = rexec_stream.Backoff()
-    deadline = time.monotonic() + window
+def _wait(delay, deadline, local, stopper):
+    """Sleep before the next dial; True when the relay must end (window over, stopping, local side gone)."""
+    delay = min(delay, max(0.0, deadline - time.monotonic()))
+    end = time.monotonic() + delay
+    while True:
+        if stopper.stopped() or _hung_up(local):
+            return True
+        left = end - time.monotonic()
+        if left <= 0:
+            return time.monotonic() >= deadline
+        stopper.sleep(min(left, 0.2))
+
+
+def _hung_up(local):
+    """containerd closed its end while we were away: nothing to send its requests again for."""
+    poller = select.poll()
+    poller.register(local.fileno(), select.POLLRDHUP if hasattr(select, "POLLRDHUP") else select.POLLHUP)
+    return bool(poller.poll(0))
+
+
+def _connect(dial, deadline, backoff, local, stopper):
+    """A new leg, dialled with backoff until deadline; None when none came (or the local side went)."""
     while not stopper.stopped():
         try:
             return Leg(*dial())
-        except rexec_stream.SessionError as exc:
-            delay = backoff.next()
-            if time.monotonic() + delay > deadline:
-                if resuming:
-                    log("%s: the peer stayed unreachable for %gs (%s); closing the local connection"
-                        % (name, window, exc.message))
-                return None
-            if stopper.sleep(delay):
+        except rexec_stream.SessionError:
+            if _wait(backoff.next(), deadline, local, stopper):
                 return None
     return None
 
 
-def _splice(local, near, pending, outbound, inbound):
+def _splice(local, leg, pending, outbound, inbound):
     """Move whole frames both ways until a side ends. True when the local side is still open."""
+    near = leg.near
     poller = select.poll()
     poller.register(local.fileno(), select.POLLIN)
     poller.register(near.fileno(), select.POLLIN)
@@ -213,12 +243,15 @@ def _splice(local, near, pending, outbound, inbound):
             if source is local:
                 if not data:
                     return False
-                for sid, kind, frame in outbound.feed(data):
+                frames = outbound.feed(data)
+                # Kept before any is sent: a send that fails half-way must not lose the rest.
+                for sid, kind, frame in frames:
                     pending.sent(sid, kind, frame)
-                    _send_all(near, frame)
+                _send_all(near, b"".join(frame for dummy_sid, dummy_kind, frame in frames))
             else:
                 if not data:
                     return True
                 for sid, kind, frame in inbound.feed(data):
                     pending.answered(sid, kind)
+                    leg.answered = True
                     _send_all(local, frame)
