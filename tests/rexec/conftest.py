@@ -16,7 +16,7 @@ import subprocess
 
 import pytest
 
-from rexec_testlib import RexecServer, default_entries, free_port, write_allowlist
+from rexec_testlib import RexecServer, Tool, default_entries, free_port, write_allowlist
 
 # --------------------------------------------------------------------------
 # PKI
@@ -205,3 +205,33 @@ def make_server(tmp_path, pki, base_env):
 @pytest.fixture
 def server(make_server):
     return make_server("tls")
+
+
+# The stream tests' two machines (one tree: host/... and dpu/...), their tools and the HOST's server.
+
+
+@pytest.fixture
+def tree(tmp_path):
+    # Short names: unix socket paths must stay under 108 bytes.
+    return str(tmp_path)
+
+
+@pytest.fixture
+def tools():
+    started = []
+
+    def factory(program, args, env, log_path, ready):
+        tool = Tool(program, args, env, log_path)
+        started.append(tool)
+        return tool.start(ready)
+
+    yield factory
+    for tool in started:
+        tool.stop()
+
+
+@pytest.fixture
+def host_server(make_server, tree):
+    return make_server("tls", REXEC_SOCKET_ALLOW=os.path.join(tree, "host", "s"),
+                       REXEC_FIFO_ALLOW=":".join((os.path.join(tree, "dpu", "fifo"), os.path.join(tree, "dpu", "fifo", "*"),
+                                                  os.path.join(tree, "dpu", "tasks", "*", "*"))))

@@ -5,6 +5,7 @@
 import os
 import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -324,3 +325,41 @@ class UnixListener:
         self.running = False
         self.thread.join(2)
         self.sock.close()
+
+
+class Tool:
+    """A rexec_forward / rexec_fiforelay subprocess with its stderr in a file."""
+
+    def __init__(self, program, args, env, log_path):
+        self.program = program
+        self.args = args
+        self.env = env
+        self.log_path = log_path
+        self.proc = None
+
+    def start(self, ready):
+        before = self.log().count(ready)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([PYTHON, self.program] + self.args, env=self.env, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=log)
+        assert self.wait_log(ready, count=before + 1), self.log()
+        return self
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as handle:
+                return handle.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_log(self, needle, timeout=8.0, count=1):
+        return wait_until(lambda: self.log().count(needle) >= count, timeout)
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)

@@ -14,13 +14,12 @@ import os
 import signal
 import struct
 import socket
-import subprocess
 import threading
 import time
 
 import pytest
 
-from rexec_testlib import FILES, PYTHON, UnixListener, wait_until
+from rexec_testlib import FILES, UnixListener, wait_until
 
 import rexec_proto as proto
 import rexec_stream
@@ -31,44 +30,6 @@ FIFORELAY = os.path.join(FILES, "rexec_fiforelay")
 
 # --------------------------------------------------------------------------
 # helpers
-
-
-class Tool:
-    """A rexec_forward / rexec_fiforelay subprocess with its stderr in a file."""
-
-    def __init__(self, program, args, env, log_path):
-        self.program = program
-        self.args = args
-        self.env = env
-        self.log_path = log_path
-        self.proc = None
-
-    def start(self, ready):
-        before = self.log().count(ready)
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([PYTHON, self.program] + self.args, env=self.env, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, stderr=log)
-        assert self.wait_log(ready, count=before + 1), self.log()
-        return self
-
-    def log(self):
-        try:
-            with open(self.log_path, "rb") as handle:
-                return handle.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
-
-    def wait_log(self, needle, timeout=8.0, count=1):
-        return wait_until(lambda: self.log().count(needle) >= count, timeout)
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
 
 
 class EchoServer(UnixListener):
@@ -125,26 +86,6 @@ def exchange(path, payload, timeout=20.0):
     return b"".join(chunks), errors
 
 
-@pytest.fixture
-def tree(tmp_path):
-    # Short names: unix socket paths must stay under 108 bytes.
-    return str(tmp_path)
-
-
-@pytest.fixture
-def tools():
-    started = []
-
-    def factory(program, args, env, log_path, ready):
-        tool = Tool(program, args, env, log_path)
-        started.append(tool)
-        return tool.start(ready)
-
-    yield factory
-    for tool in started:
-        tool.stop()
-
-
 def forward_env(server, tree, **extra):
     env = server.client_env(REXEC_SOCKET_ALLOW=os.path.join(tree, "dpu", "s"))
     env.update(extra)
@@ -154,13 +95,6 @@ def forward_env(server, tree, **extra):
 def start_forward(tools, server, tree, args, name="forward.log", **extra):
     return tools(FORWARD, ["--remote-map", "%s/dpu=%s/host" % (tree, tree), "--interval", "0.1"] + args,
                  forward_env(server, tree, **extra), os.path.join(tree, name), "forwarding to")
-
-
-@pytest.fixture
-def host_server(make_server, tree):
-    return make_server("tls", REXEC_SOCKET_ALLOW=os.path.join(tree, "host", "s"),
-                       REXEC_FIFO_ALLOW=":".join((os.path.join(tree, "dpu", "fifo"), os.path.join(tree, "dpu", "fifo", "*"),
-                                                  os.path.join(tree, "dpu", "tasks", "*", "*"))))
 
 
 # --------------------------------------------------------------------------

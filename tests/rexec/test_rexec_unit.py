@@ -179,14 +179,16 @@ class _FakeConn:
         os.close(self.wfd)
 
 
-def test_a_fifo_session_that_fails_inside_the_pump_closes_the_fifo(tmp_path, monkeypatch):
+@pytest.mark.parametrize("spool", [0, 65536])
+def test_a_fifo_session_that_fails_inside_the_pump_closes_the_fifo(tmp_path, monkeypatch, spool):
     """An unexpected error while relaying must not leak the fifo's fd: the
-    server would keep the shared directory's mount busy until it restarts."""
+    server would keep the shared directory's mount busy until it restarts.
+    Read through a spool (REXEC_FIFO_SPOOL) too: its thread lets go of it."""
     mod = load_server_module()
     fifo = str(tmp_path / "log")
     os.mkfifo(fifo)
     server = type("Server", (), {"fifo_allow": mod.rexec_stream.parse_allow(str(tmp_path)), "socket_allow": [],
-                                 "stopping": False})()
+                                 "stopping": False, "fifo_spool": spool})()
     conn = _FakeConn()
     session = type("Session", (), {"server": server, "conn": conn, "parser": proto.FrameParser(proto.FROM_CLIENT), "who": "test"})()
 
