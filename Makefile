@@ -23,7 +23,7 @@ PYENV_BINS := $(subst $(space),:,$(wildcard $(HOME)/.pyenv/versions/3.*/bin))
 ATEST_PATH := $(BIN)$(if $(PYENV_BINS),:$(PYENV_BINS)):$(PATH)
 
 .PHONY: help venv demo teardown inventory bench-playbook ee test unit lint sanity units molecule changelog-lint importer \
-	build install-check lab-up lab-down lab-image lab-clean bench-rexec bench-mounts bench-engine bench-quick clean
+	build install-check lab-up lab-down lab-image lab-clean bench-rexec bench-mounts bench-engine bench-quick chaos clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -111,6 +111,15 @@ bench-playbook: venv lab-image ## converge, idempotent re-run and teardown, 1 pa
 
 bench-engine: venv ## docker run/exec and ctr run on a deployed lab pair, offloaded against a local runtime (make demo first)
 	python bench/bench_engine.py
+
+# The faults of molecule/default/tests/test_faults.py on a deployed lab (pair 1), bounded in time; the test
+# image comes from the scenario's side_effect.yml. Each fault cleans up what it started.
+chaos: venv ## run the faults on a deployed lab (make demo first) and print fault, containers kept, recovery, lines dropped
+	mkdir -p .build && rm -f .build/chaos.jsonl
+	cd molecule/default && ansible-playbook -i $(CURDIR)/inventories/lab side_effect.yml > $(CURDIR)/.build/chaos-prepare.log
+	status=0; LAB_INVENTORY=inventories/lab CHAOS_REPORT=$(CURDIR)/.build/chaos.jsonl timeout 1200 \
+		pytest -q -p no:cacheprovider molecule/default/tests/test_faults.py || status=$$?; \
+	python tools/chaos_table.py .build/chaos.jsonl; exit $$status
 
 bench-quick: venv ## bench-rexec and bench-mounts in quick mode (a few runs, small sizes; figures not enforced)
 	python bench/bench_rexec.py --quick

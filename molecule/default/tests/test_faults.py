@@ -7,6 +7,9 @@
   cross the pair through rexec; the forwarders keep containerd's and the
   shims' ends open while the link is down and rejoin them (rexec_forward
   --resume-ttrpc), so containerd never takes a shim for dead.
+- dockerd or containerd on the DPU restarts: the container keeps its pid and
+  its management (live-restore; containerd reloads the shims, whose sockets
+  the forwarder keeps).
 - The link between the two is cut for a minute (the DPU's container leaves
   the lab network and comes back with its address): a container that writes
   to stdout all the time keeps writing (the HOST reads its output through a
@@ -83,6 +86,20 @@ def test_a_killed_rexec_server_comes_back_and_the_container_stays_managed(reques
     journal = dpu.check_output('journalctl -u containerd.service --since @%s --no-pager' % since)
     assert not [line for line in journal.splitlines() if 'shim disconnected' in line and cid in line]
     report('rexec_server SIGKILL (%s)' % ('HOST' if side == 'hostnode' else 'DPU'), '1/1', recovery, 0)
+
+
+@pytest.mark.parametrize('unit', ['docker.service', 'containerd.service'])
+def test_a_restarted_engine_keeps_the_container_running_and_managed(unit, hostnode, dpu, container):
+    pid = _state(dpu)['Pid']
+    restarted = time.monotonic()
+    dpu.check_output('systemctl restart %s' % unit)
+    assert wait(lambda: _exec_works(dpu, container), timeout=60)
+    recovery = time.monotonic() - restarted
+    state = _state(dpu)
+    assert state['Running'] and state['Pid'] == pid and hostnode.file('/proc/%d' % pid).exists
+    lines = _log_lines(dpu)
+    assert wait(lambda: _log_lines(dpu) > lines + 3, timeout=15)
+    report('%s restart (DPU)' % unit.split('.')[0], '1/1', recovery, 0)
 
 
 def test_the_container_stops_and_goes_after_the_faults(hostnode, dpu, container):
