@@ -61,9 +61,9 @@ COLL_PATH = collection_path()
 sys.path.insert(0, COLL_PATH)
 
 from ansible.module_utils import basic  # noqa: E402
-from ansible_collections.dpu.offload.plugins.module_utils.mountinfo import MountTable  # noqa: E402
-from ansible_collections.dpu.offload.plugins.module_utils.mount_plan import (  # noqa: E402
-    normalize_specs, plan_mounted, read_filesystems)
+from ansible_collections.dpu.offload.plugins.module_utils.mountinfo import MountTable, read_filesystems  # noqa: E402
+from ansible_collections.dpu.offload.plugins.module_utils.mount_plan import plan_mounted  # noqa: E402
+from ansible_collections.dpu.offload.plugins.module_utils.mount_spec import normalize_specs  # noqa: E402
 from ansible_collections.dpu.offload.plugins.modules import qtfs_mount  # noqa: E402
 
 try:

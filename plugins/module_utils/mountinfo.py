@@ -2,7 +2,8 @@
 # Copyright: Contributors to the dpu.offload collection
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Reading the kernel's table of mounts (/proc/<pid>/mountinfo).
+"""Reading the kernel's table of mounts (/proc/<pid>/mountinfo) and its list
+of filesystem types (/proc/filesystems).
 
 Everything here is a plain function over text or a file path, so tests can
 feed recorded tables. A line of mountinfo has the fields (see proc(5)):
@@ -20,6 +21,7 @@ import os
 import re
 
 MOUNTINFO_PATH = '/proc/self/mountinfo'
+FILESYSTEMS_PATH = '/proc/filesystems'
 
 _OCTAL_ESCAPE = re.compile(r'\\([0-7]{3})')
 
@@ -177,6 +179,21 @@ def read_mountinfo(path=MOUNTINFO_PATH):
     return parse_mountinfo(data.decode('utf-8', 'surrogateescape'))
 
 
+def read_filesystems(path=FILESYSTEMS_PATH):
+    """Filesystem types registered in the kernel (the last word of each line),
+    or None when the file cannot be read."""
+    types = set()
+    try:
+        with open(path) as f:
+            for line in f:
+                words = line.split()
+                if words:
+                    types.add(words[-1])
+    except (IOError, OSError):
+        return None
+    return types
+
+
 def is_under(path, top):
     """True when path equals top or lies below it (both normalised, absolute)."""
     if top == '/':
@@ -205,10 +222,49 @@ class MountTable:
     def from_file(cls, path=MOUNTINFO_PATH):
         return cls(read_mountinfo(path))
 
-    def _stacked_on(self, entry):
-        """Entries mounted directly on top of entry (same mount point)."""
-        return [e for e in self.by_point.get(entry.mountpoint, ())
-                if e.parent_id == entry.mount_id and e is not entry]
+    def mounted_on(self, base, path, exclude=()):
+        """Entries mounted at path directly on base: stacked on it when path is
+        base's own mount point, else below it. Ids in exclude are left out."""
+        return [e for e in self.by_point.get(path, ())
+                if e.parent_id == base.mount_id and e is not base and e.mount_id not in exclude]
+
+    def child_at(self, base, path, exclude=()):
+        """The mount at path directly on base that a lookup through base finds
+        (the latest in mountinfo order), or None."""
+        found = self.mounted_on(base, path, exclude)
+        return max(found, key=lambda e: e.index) if found else None
+
+    def chain_top(self, entry, exclude=()):
+        """The last mount of the chain stacked on entry at its own mount point
+        (entry itself when nothing is stacked on it)."""
+        top = entry
+        while True:
+            nxt = self.child_at(top, top.mountpoint, exclude)
+            if nxt is None:
+                return top
+            top = nxt
+
+    def subtree(self, root_ids):
+        """Entries whose parent chain (themselves included) holds one of
+        root_ids, in mountinfo order."""
+        roots = set(root_ids)
+        result = []
+        for e in self.entries:
+            seen = set()
+            cur = e
+            while cur is not None and cur.mount_id not in seen:
+                if cur.mount_id in roots:
+                    result.append(e)
+                    break
+                seen.add(cur.mount_id)
+                cur = self.by_id.get(cur.parent_id)
+        return result
+
+    def leaves(self, entries):
+        """The entries a lookup reaches with no mount of the table on them or
+        below them: the ones umount can take now."""
+        parents = set(e.parent_id for e in self.entries)
+        return [e for e in entries if self.visible(e) and e.mount_id not in parents]
 
     def reachable(self, entry):
         """True when entry sits in the stack at its mount point that path
@@ -232,7 +288,7 @@ class MountTable:
         and nothing stacked on top of it."""
         key = entry.mount_id
         if key not in self._visible:
-            self._visible[key] = self.reachable(entry) and not self._stacked_on(entry)
+            self._visible[key] = self.reachable(entry) and not self.mounted_on(entry, entry.mountpoint)
         return self._visible[key]
 
     def stack(self, path):
@@ -294,6 +350,23 @@ class MountTable:
             if probe == '/':
                 return None
             probe = os.path.dirname(probe) or '/'
+
+    def lookup_point(self, path):
+        """The mount point as the table names it: path itself, else the
+        resolved path when that is a mount point (path leads through a symlink)."""
+        if path in self.by_point:
+            return path
+        if os.path.lexists(path):
+            real = os.path.realpath(path)
+            if real in self.by_point:
+                return real
+        return path
+
+
+def unmount_order(entries):
+    """Mount points of entries in an order umount can take them: deepest
+    first, and at one depth the later mount before the earlier."""
+    return [e.mountpoint for e in sorted(entries, key=lambda e: (-e.mountpoint.count('/'), -e.index))]
 
 
 def bind_identity(table, real_src):

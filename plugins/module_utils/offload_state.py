@@ -15,7 +15,11 @@ from ansible_collections.dpu.offload.plugins.module_utils.kmod import (
     loadable_modules_supported,
     module_state,
 )
-from ansible_collections.dpu.offload.plugins.module_utils.mountinfo import is_under
+from ansible_collections.dpu.offload.plugins.module_utils.mountinfo import (
+    FILESYSTEMS_PATH,
+    is_under,
+    read_filesystems,
+)
 
 DEFAULT_WRAPPERS = ('usr/local/bin/containerd-shim', 'usr/local/bin/remote_kill', 'usr/sbin/modprobe')
 
@@ -50,16 +54,9 @@ def environment_value(environment, key):
     return value
 
 
-def filesystem_registered(fstype, filesystems_path='/proc/filesystems'):
-    try:
-        with open(filesystems_path) as f:
-            for line in f:
-                words = line.split()
-                if words and words[-1] == fstype:
-                    return True
-    except (IOError, OSError):
-        return False
-    return False
+def filesystem_registered(fstype, filesystems_path=FILESYSTEMS_PATH):
+    types = read_filesystems(filesystems_path)
+    return types is not None and fstype in types
 
 
 def kernel_modules(names, sys_root='/sys'):

@@ -224,20 +224,11 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.dpu.offload.plugins.module_utils.mountinfo import MountTable, MountInfoError
-from ansible_collections.dpu.offload.plugins.module_utils.mount_plan import (
-    ApplyError,
-    MountError,
-    affected_points,
-    apply_plan,
-    describe_points,
-    normalize_specs,
-    plan_mounted,
-    plan_unmounted,
-    predict_points,
-    read_filesystems,
-    system_changed,
-)
+from ansible_collections.dpu.offload.plugins.module_utils.mountinfo import FILESYSTEMS_PATH, MountInfoError, MountTable, read_filesystems
+from ansible_collections.dpu.offload.plugins.module_utils.mount_apply import ApplyError, apply_plan, system_changed
+from ansible_collections.dpu.offload.plugins.module_utils.mount_diff import affected_points, describe_points, predict_points
+from ansible_collections.dpu.offload.plugins.module_utils.mount_plan import plan_mounted, plan_unmounted
+from ansible_collections.dpu.offload.plugins.module_utils.mount_spec import MountError, normalize_specs
 from ansible_collections.dpu.offload.plugins.module_utils.proc_holders import describe_holders
 
 MOUNT_ITEM_SPEC = dict(
@@ -262,7 +253,7 @@ ARGUMENT_SPEC = dict(
 MOUNTINFO = '/proc/self/mountinfo'
 
 
-def run_qtfs_mount(module, mountinfo_path=MOUNTINFO, filesystems_path='/proc/filesystems'):
+def run_qtfs_mount(module, mountinfo_path=MOUNTINFO, filesystems_path=FILESYSTEMS_PATH):
     """The module's work; returns the result dict or raises the module's fail_json."""
     p = module.params
     state = p['state']

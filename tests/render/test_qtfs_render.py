@@ -2,12 +2,9 @@
 without qtfs.ko (this kernel cannot load modules). Named as such in the README."""
 import configparser
 import json
-import os
 import pathlib
 import subprocess
-import sys
 
-import pytest
 import yaml
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -19,27 +16,6 @@ WRITABLE = [entry['path'] for entry in SHARED_LIST if not entry.get('readonly')]
 SECTIONS = ['Open', 'Write', 'Read', 'Readdir', 'Mkdir', 'Rmdir', 'Create', 'Unlink', 'Rename', 'Setattr', 'Setxattr', 'Mount']
 # The operations that change files: never in a directory the engine only reads.
 WRITE_SECTIONS = ['Write', 'Mkdir', 'Rmdir', 'Create', 'Unlink', 'Rename', 'Setattr', 'Setxattr']
-
-
-def _render(tmp_path, *extra):
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), ANSIBLE_NOCOLOR='1')
-    playbook = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
-    result = subprocess.run([playbook, '-i', str(HERE / 'inventory.yml'), str(HERE / 'qtfs.yml'),
-                             '-e', 'render_dir=%s' % tmp_path, *extra],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return tmp_path / 'render-host', tmp_path / 'render-dpu'
-
-
-@pytest.fixture(scope='module')
-def vsock(tmp_path_factory):
-    return _render(tmp_path_factory.mktemp('vsock'))
-
-
-@pytest.fixture(scope='module')
-def tcp(tmp_path_factory):
-    return _render(tmp_path_factory.mktemp('tcp'), '-e', 'offload_common_qtfs_connection=tcp',
-                   '-e', '{"qtfs_server_whitelist_extra": {"Udsconnect": ["/run/containerd"]}}')
 
 
 def _whitelist(host_dir):
@@ -111,4 +87,4 @@ def test_boot_script_loads_qtfs_then_mounts_in_plan_order(vsock):
     assert len(mounts) == len(mounts_json)
     assert all(line.endswith(' ' + m['path']) for line, m in zip(mounts, mounts_json))
     assert insmod < lines.index(mounts[0])
-    assert mounts[-len(SHARED)] == 'mount -t qtfs -o proc /proc /another_rootfs/proc'
+    assert mounts[-len(SHARED)] == 'mount --no-canonicalize -t qtfs -o proc /proc /another_rootfs/proc'

@@ -17,8 +17,10 @@ from ansible_collections.dpu.offload.plugins.module_utils.mountinfo import (
     is_under,
     parse_line,
     parse_mountinfo,
+    read_filesystems,
     read_mountinfo,
     unescape,
+    unmount_order,
     vfs_option_mismatches,
 )
 
@@ -152,6 +154,52 @@ def test_bind_identity_real_capture():
     # /var/lib/docker is itself a bind of /var/lib/docker on 254:0
     assert bind_identity(table, '/var/lib/docker/volumes') == ('254:0', '/var/lib/docker/volumes')
     assert bind_identity(table, '/tmp/mt/src') == ('0:41', '/')
+
+
+def test_stacked_queries_on_the_crafted_table():
+    table = MountTable.from_file(fixture('mountinfo_crafted.txt'))
+    root, sysfs = table.by_id[40], table.by_id[44]
+    # two mounts at /another_rootfs/sys on two bases: below the root, and stacked on the sysfs
+    assert [e.mount_id for e in table.mounted_on(root, '/another_rootfs/sys')] == [44]
+    assert [e.mount_id for e in table.mounted_on(sysfs, '/another_rootfs/sys')] == [47]
+    assert table.child_at(root, '/another_rootfs/sys').mount_id == 44
+    assert table.child_at(root, '/another_rootfs/sys', exclude=(44,)) is None
+    assert table.chain_top(sysfs).mount_id == 47
+    assert table.chain_top(sysfs, exclude=(47,)) is sysfs
+    # the sysfs's subtree: its cgroup mounts (hidden by the qtfs /sys) and the qtfs /sys
+    assert [e.mount_id for e in table.subtree([44])] == [44, 45, 46, 47]
+    assert table.subtree([]) == []
+
+
+def test_leaves_and_unmount_order():
+    table = MountTable.from_file(fixture('mountinfo_crafted.txt'))
+    sub = table.subtree([40])
+    # the hidden cgroup mounts cannot go before the qtfs /sys over them does
+    assert sorted(e.mount_id for e in table.leaves(sub)) == [41, 42, 43, 47, 48]
+    order = unmount_order(sub)
+    assert order[:3] == ['/another_rootfs/var/lib/docker/containers', '/another_rootfs/sys/fs/cgroup/cpu,cpuacct',
+                         '/another_rootfs/sys/fs/cgroup']
+    assert order.count('/another_rootfs/sys') == 2 and order[-1] == '/another_rootfs'
+    # at one depth the later mount goes first (as the containers mount above)
+    assert unmount_order([table.by_id[42], table.by_id[41]]) == ['/another_rootfs/local_proc', '/another_rootfs/proc']
+
+
+def test_lookup_point_resolves_symlinks(tmp_path):
+    (tmp_path / 'real').mkdir()
+    os.symlink(str(tmp_path / 'real'), str(tmp_path / 'link'))
+    real = str(tmp_path / 'real')
+    table = MountTable.from_text('1 0 0:1 / / rw - ext4 /dev/x rw\n'
+                                 '2 1 0:2 / %s rw - tmpfs tmpfs rw\n' % escape(real))
+    assert table.lookup_point(real) == real
+    assert table.lookup_point(str(tmp_path / 'link')) == real
+    assert table.lookup_point(str(tmp_path / 'missing')) == str(tmp_path / 'missing')
+
+
+def test_read_filesystems(tmp_path):
+    f = tmp_path / 'filesystems'
+    f.write_text(u'nodev\tsysfs\n\text4\nnodev\tqtfs\n')
+    assert read_filesystems(str(f)) == set(['sysfs', 'ext4', 'qtfs'])
+    assert read_filesystems(str(tmp_path / 'missing')) is None
 
 
 def test_is_under():

@@ -102,19 +102,17 @@ def can_mount(probe_dir):
 
 
 def mounts_below(path):
-    table = MountTable.from_file('/proc/self/mountinfo')
-    return [e for e in table.entries if e.mountpoint == path or e.mountpoint.startswith(path + '/')]
+    return MountTable.from_file().under(path)
 
 
 def unmount_all_below(path):
     """Best-effort cleanup: unmount everything at or below path."""
     for dummy in range(100):
-        table = MountTable.from_file('/proc/self/mountinfo')
-        left = [e for e in table.entries if e.mountpoint == path or e.mountpoint.startswith(path + '/')]
+        table = MountTable.from_file()
+        left = table.under(path)
         if not left:
             return
-        parents = set(e.parent_id for e in table.entries)
         # only a visible leaf can be unmounted by its path
-        leaves = [e for e in left if table.visible(e) and e.mount_id not in parents] or left
+        leaves = table.leaves(left) or left
         for e in leaves:
             subprocess.run(['umount', '-l', e.mountpoint], stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)

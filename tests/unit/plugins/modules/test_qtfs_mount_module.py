@@ -11,6 +11,7 @@ import subprocess
 
 import pytest
 
+from ansible_collections.dpu.offload.plugins.module_utils.mountinfo import read_filesystems
 from ansible_collections.dpu.offload.plugins.modules import qtfs_mount
 from ansible_collections.dpu.offload.tests.unit.plugins.modules.module_harness import (
     can_mount,
@@ -193,8 +194,7 @@ def test_validation_before_touching(root):
     assert 'relative' in result['msg']
 
 
-@pytest.mark.skipif(os.path.exists('/proc/filesystems') and 'qtfs' in open('/proc/filesystems').read(),
-                    reason='qtfs is registered on this kernel')
+@pytest.mark.skipif('qtfs' in (read_filesystems() or ()), reason='qtfs is registered on this kernel')
 def test_qtfs_not_registered(root):
     result, dummy = run({'path': os.path.join(root, 'q'), 'src': '/proc', 'opts': 'proc'}, expect_fail=True)
     assert 'qtfs.ko must be loaded first' in result['msg']
@@ -211,7 +211,7 @@ def test_symlinked_mount_point_refused(root):
 
 
 def test_cgroup_v1_controller(root):
-    if 'cgroup' not in open('/proc/filesystems').read().split():
+    if 'cgroup' not in (read_filesystems() or ()):
         pytest.skip('cgroup v1 is not available on this kernel')
     path = os.path.join(root, 'cg', 'pids')
     try:
