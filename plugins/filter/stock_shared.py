@@ -10,6 +10,8 @@ import posixpath
 from ansible.errors import AnsibleFilterError
 
 TRANSPORTS = ('qtfs', 'sshfs')
+# Directories whose content a reboot wipes (tmpfs).
+VOLATILE = ('/run/',)
 KEYS = {'path', 'mode', 'fifos', 'sshfs_opts', 'readonly', 'engine', 'bundles'}
 
 
@@ -30,8 +32,13 @@ def _check(entry):
         raise AnsibleFilterError('shared directory %s: fifos is a pattern below the directory, got %r' % (path, fifos))
 
 
-def stock_shared(shared, transport, is_host, engines=None):
+def stock_shared(shared, transport, is_host, engines=None, persist_root=''):
     """Return the plan of one node: the directories it creates, mounts and relays.
+
+    With persist_root, the owner keeps each owned directory that lives on a
+    tmpfs (/run/...) at persist_root + its path and binds it in place
+    (persist_here), so bundles and fifo nodes outlive a reboot of the owner
+    while the peer's shims still run.
 
     Under sshfs every directory is the DPU's and the HOST mounts it: SFTP
     cannot make fifos, and its chown follows symlinks, so image layers must
@@ -60,6 +67,10 @@ def stock_shared(shared, transport, is_host, engines=None):
         raise AnsibleFilterError('exactly one shared directory must be the bundles (bundles: true), found %d' % len(bundles))
     owner = 'dpu' if transport == 'sshfs' else 'host'
     owns = (owner == 'host') == bool(is_host)
+    persist_root = posixpath.normpath(persist_root) if persist_root else ''
+    if persist_root and (not persist_root.startswith('/') or persist_root == '/' or persist_root.startswith(VOLATILE)):
+        raise AnsibleFilterError('persist_root must be an absolute directory on persistent storage, got %r' % (persist_root,))
+    persisted = [e for e in entries if persist_root and owns and e['path'].startswith(VOLATILE)]
     fifo_globs = [posixpath.join(e['path'], e['fifos']) for e in entries if e['fifos']]
     return {
         'owner': owner,
@@ -73,6 +84,9 @@ def stock_shared(shared, transport, is_host, engines=None):
         'fifo_globs': fifo_globs,
         'relay_here': owns and bool(fifo_globs),
         'bundles': bundles[0],
+        # The backing directories (file_set entries) and the binds that put them in place, in that order.
+        'persist_dirs': [{'path': persist_root + e['path'], 'mode': str(e['mode'])} for e in persisted],
+        'persist_here': [{'path': e['path'], 'src': persist_root + e['path'], 'opts': 'bind'} for e in persisted],
     }
 
 

@@ -292,6 +292,25 @@ def test_forward_peer_down_then_up(host_server, tools, tree):
         echo.close()
 
 
+def test_forward_tells_systemd_it_is_ready_once_the_sockets_exist(host_server, tools, tree):
+    # Type=notify: containerd (ordered after the forwarder) must find the shims' sockets at its start.
+    echo = EchoServer(os.path.join(tree, "host", "s", "h1"))
+    local1 = os.path.join(tree, "dpu", "s", "h1")
+    os.makedirs(os.path.join(tree, "dpu", "tasks"))
+    write_address(tree, "c1", local1)
+    notify_path = os.path.join(tree, "notify")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(notify_path)
+    notify.settimeout(10)
+    try:
+        start_forward(tools, host_server, tree, ["--watch-addresses", os.path.join(tree, "dpu", "tasks")], NOTIFY_SOCKET=notify_path)
+        assert notify.recv(64) == b"READY=1"
+        assert os.path.exists(local1)
+    finally:
+        notify.close()
+        echo.close()
+
+
 # --------------------------------------------------------------------------
 # rexec_fiforelay (runs "on the HOST": host/... is local, dpu/... is the peer's side)
 

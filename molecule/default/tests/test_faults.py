@@ -16,6 +16,14 @@
   bounded spool that drops whole lines, counted), and afterwards, with no
   command, docker manages it and starts new ones.
 
+- The DPU reboots (its lab container restarts: systemd boots again, /run is
+  empty): the container keeps running on the HOST, and after boot, by
+  themselves and in order, the mounts (bundles and fifos kept on disk), the
+  forwarders and the engine come back and docker manages it again, same pid.
+- The HOST reboots: its containers die with it; the DPU's engine reports
+  them exited once the HOST is back (its boot unit remounts before rexec
+  starts), and a --restart=always container runs again on the HOST.
+
 With CHAOS_REPORT=FILE each fault adds a row (fault, containers kept, time
 to recovery, lines dropped) to FILE, which `make chaos` prints as a table.
 """
@@ -221,3 +229,76 @@ def test_a_cut_link_neither_stops_nor_blocks_a_chatty_container(hostnode, dpu, l
     journal = dpu.check_output('journalctl -u containerd.service --since @%s --no-pager' % since)
     assert not [line for line in journal.splitlines() if 'shim disconnected' in line and cid in line]
     report('link cut %d s' % CUT, '1/1', recovery, tally['counted'])
+
+
+# --------------------------------------------------------------------------
+# Reboots (the lab container of the node restarts)
+
+
+BOOT = 180          # seconds a node may take to boot and its offload to be back
+
+
+def _reboot(machine):
+    subprocess.run(['docker', 'restart', machine.ansible.get_variables()['inventory_hostname']], check=True, timeout=120)
+
+
+def _booted(machine):
+    return machine.run('systemctl is-system-running').stdout.strip() in ('running', 'degraded')
+
+
+@pytest.fixture
+def survivor(dpu):
+    yield from docker_container(dpu, 'fault-reboot', IMAGE, LOOP)
+
+
+def test_a_dpu_reboot_keeps_the_container_running_and_managed(hostnode, dpu, survivor):
+    pid = json.loads(dpu.check_output('docker inspect %s' % survivor))[0]['State']['Pid']
+    rebooted = time.monotonic()
+    _reboot(dpu)
+    assert wait(lambda: _booted(dpu), timeout=BOOT)
+    assert wait(lambda: _exec_works(dpu, survivor), timeout=BOOT), 'docker exec fails after the DPU booted'
+    recovery = time.monotonic() - rebooted
+    state = json.loads(dpu.check_output('docker inspect %s' % survivor))[0]['State']
+    assert state['Running'] and state['Pid'] == pid and hostnode.file('/proc/%d' % pid).exists
+    # Its output still reaches docker's log, through the relay that came back with the fifos.
+    lines = len(dpu.check_output('docker logs %s' % survivor).splitlines())
+    assert wait(lambda: len(dpu.check_output('docker logs %s' % survivor).splitlines()) > lines + 3, timeout=20)
+    assert dpu.check_output('systemctl is-active dpu-offload-stock-mounts.service') == 'active'
+    assert dpu.run('findmnt /run/containerd/io.containerd.runtime.v2.task').rc == 0
+    dpu.check_output('docker stop -t 1 %s' % survivor)
+    assert wait(lambda: not hostnode.file('/proc/%d' % pid).exists)
+    report('DPU reboot', '1/1', recovery, 0)
+
+
+@pytest.fixture
+def doomed(dpu):
+    names = ('fault-host-plain', 'fault-host-always')
+    for name in names:
+        dpu.run('docker rm -f %s' % name)
+    dpu.check_output("docker run -d --name %s %s sh -c '%s'" % (names[0], IMAGE, LOOP))
+    dpu.check_output("docker run -d --restart=always --name %s %s sh -c '%s'" % (names[1], IMAGE, LOOP))
+    yield names
+    for name in names:
+        dpu.run('docker rm -f %s' % name)
+
+
+def test_a_host_reboot_ends_its_containers_and_the_dpu_recovers(hostnode, dpu, doomed):
+    plain, always = doomed
+    old = json.loads(dpu.check_output('docker inspect %s' % always))[0]['State']['Pid']
+    rebooted = time.monotonic()
+    _reboot(hostnode)
+    assert wait(lambda: _booted(hostnode), timeout=BOOT)
+
+    def recovered():
+        states = {item['Name'].lstrip('/'): item['State'] for item in json.loads(dpu.check_output('docker inspect %s %s' % doomed))}
+        return (not states[plain]['Running'] and states[always]['Running'] and states[always]['Pid'] != old
+                and _exec_works(dpu, always))
+
+    # The dead container is reported exited; the one with --restart=always runs again, on the HOST.
+    assert wait(recovered, timeout=BOOT), dpu.check_output('docker ps -a')
+    recovery = time.monotonic() - rebooted
+    pid = json.loads(dpu.check_output('docker inspect %s' % always))[0]['State']['Pid']
+    assert hostnode.file('/proc/%d' % pid).exists
+    for unit in ('dpu-offload-stock-mounts.service', 'rexec.service'):
+        assert hostnode.check_output('systemctl is-active %s' % unit) == 'active'
+    report('HOST reboot', '0/2 (as they would; 1 restarted)', recovery, 0)

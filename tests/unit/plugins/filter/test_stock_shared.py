@@ -36,6 +36,29 @@ def test_sshfs_the_dpu_owns_everything_and_the_host_mounts_it():
     assert dpu['relay_here'] is True and host['relay_here'] is False
 
 
+def test_the_owner_keeps_its_tmpfs_directories_on_disk_across_a_reboot():
+    dpu = stock_shared(SHARED, 'sshfs', False, ['docker'], persist_root='/var/lib/keep/')
+    assert dpu['persist_dirs'] == [
+        {'path': '/var/lib/keep/run/containerd/io.containerd.runtime.v2.task', 'mode': '0711'},
+        {'path': '/var/lib/keep/run/containerd/fifo', 'mode': '0700'},
+        {'path': '/var/lib/keep/run/docker/containerd', 'mode': '0700'},
+    ]
+    assert dpu['persist_here'][0] == {'path': '/run/containerd/io.containerd.runtime.v2.task',
+                                      'src': '/var/lib/keep/run/containerd/io.containerd.runtime.v2.task', 'opts': 'bind'}
+    assert _paths(dpu['persist_here']) == ['/run/containerd/io.containerd.runtime.v2.task', '/run/containerd/fifo',
+                                           '/run/docker/containerd']
+    # The mounting side, and a node without persist_root, keep nothing.
+    host = stock_shared(SHARED, 'sshfs', True, ['docker'], persist_root='/var/lib/keep')
+    assert host['persist_dirs'] == host['persist_here'] == []
+    assert stock_shared(SHARED, 'sshfs', False, ['docker'])['persist_here'] == []
+
+
+@pytest.mark.parametrize('root', ['relative/dir', '/', '/run/keep'])
+def test_persist_root_must_be_on_persistent_storage(root):
+    with pytest.raises(AnsibleFilterError, match='persist_root must be an absolute directory on persistent storage'):
+        stock_shared(SHARED, 'sshfs', False, ['docker'], persist_root=root)
+
+
 def test_qtfs_the_host_owns_everything():
     host = stock_shared(SHARED, 'qtfs', True, [])
     dpu = stock_shared(SHARED, 'qtfs', False, [])
