@@ -6,11 +6,11 @@ import time
 
 import pytest
 
-from conftest import rexec
+from conftest import REXEC, rexec
 
 ROOT = '/another_rootfs'
 PKI = os.path.expanduser(os.environ.get('REXEC_PKI_DIR', '~/.dpu-offload/pki'))
-LIB = '/usr/local/lib/dpu-offload/rexec'
+LIB = REXEC.install_dir
 
 
 def journal(machine, lines=200):
@@ -81,7 +81,7 @@ def test_ld_preload_sent_through_rexec_does_not_reach_the_command(dpu):
              "rexec_proto.client_main(['/usr/sbin/modprobe', 'overlay'])\n" % LIB)
     put(dpu, '/tmp/dpu-offload-probe.py', probe.encode('ascii'))
     try:
-        result = dpu.run("sh -c 'set -a; . /etc/rexec/client.env; set +a; exec python3 /tmp/dpu-offload-probe.py'")
+        result = dpu.run("sh -c 'set -a; . %s; set +a; exec python3 /tmp/dpu-offload-probe.py'" % REXEC.client_env)
     finally:
         dpu.run('rm -f /tmp/dpu-offload-probe.py')
     assert result.rc not in (126, 127, 255), result.stderr
