@@ -1,6 +1,7 @@
 """Every file on a pair that names the rexec client or its settings, rendered
 from the roles (rexec_client.yml), against what they rendered before the paths
-came from one place (offload_common_rexec_*): rexec_client.json, byte for byte.
+came from one place (offload_common_rexec_*): rexec_client.json, byte for byte
+(each file as its lines, so that a diff of the pin reads like one of the files).
 
 A change that means to change one of these files writes the new pin with
 REXEC_CLIENT_PIN_WRITE=1 and shows it in its diff."""
@@ -35,13 +36,14 @@ def defaults(tmp_path_factory):
 
 def test_the_files_are_what_they_were(defaults):
     if os.environ.get('REXEC_CLIENT_PIN_WRITE') == '1':
-        PIN.write_text(json.dumps(defaults, indent=1, sort_keys=True) + '\n')
+        lines = {node: {name: text.splitlines(keepends=True) for name, text in files.items()} for node, files in defaults.items()}
+        PIN.write_text(json.dumps(lines, indent=1, sort_keys=True) + '\n')
     pinned = json.loads(PIN.read_text())
     assert sorted(defaults) == sorted(pinned)
     for node, files in pinned.items():
         assert sorted(defaults[node]) == sorted(files), node
-        for name, text in files.items():
-            assert defaults[node][name] == text, '%s: %s' % (node, name)
+        for name, lines in files.items():
+            assert defaults[node][name] == ''.join(lines), '%s: %s' % (node, name)
 
 
 def test_the_pin_covers_every_kind_of_consumer(defaults):
