@@ -2,13 +2,13 @@
 without qtfs.ko (this kernel cannot load modules). Named as such in the README."""
 import configparser
 import json
-import os
 import pathlib
 import subprocess
-import sys
 
 import pytest
 import yaml
+
+from render_lib import render
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -22,12 +22,7 @@ WRITE_SECTIONS = ['Write', 'Mkdir', 'Rmdir', 'Create', 'Unlink', 'Rename', 'Seta
 
 
 def _render(tmp_path, *extra):
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), ANSIBLE_NOCOLOR='1')
-    playbook = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
-    result = subprocess.run([playbook, '-i', str(HERE / 'inventory.yml'), str(HERE / 'qtfs.yml'),
-                             '-e', 'render_dir=%s' % tmp_path, *extra],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    render('qtfs.yml', tmp_path, *extra)
     return tmp_path / 'render-host', tmp_path / 'render-dpu'
 
 

@@ -8,23 +8,17 @@ REXEC_CLIENT_PIN_WRITE=1 and shows it in its diff."""
 import json
 import os
 import pathlib
-import subprocess
-import sys
 
 import pytest
 
+from render_lib import render
+
 HERE = pathlib.Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
 PIN = HERE / 'rexec_client.json'
 
 
 def _render(tmp_path, *extra):
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), ANSIBLE_NOCOLOR='1')
-    playbook = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
-    result = subprocess.run([playbook, '-i', str(HERE / 'inventory.yml'), str(HERE / 'rexec_client.yml'),
-                             '-e', 'render_dir=%s' % tmp_path, *extra],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    render('rexec_client.yml', tmp_path, *extra)
     return {node.name: {path.name: path.read_text() for path in sorted(node.iterdir())}
             for node in sorted(tmp_path.iterdir())}
 
@@ -32,6 +26,22 @@ def _render(tmp_path, *extra):
 @pytest.fixture(scope='module')
 def defaults(tmp_path_factory):
     return _render(tmp_path_factory.mktemp('defaults'))
+
+
+def _every_consumer_names(dpu, config_dir, bin_dir):
+    """Each kind of file on the DPU that runs the client names it and its settings under config_dir and bin_dir."""
+    client_env, client = config_dir + '/client.env', bin_dir + '/rexec'
+    assert '. %s\n' % client_env in dpu['patched-wrapper-containerd-shim']
+    assert 'exec %s /usr/bin/containerd-shim "$@"\n' % client in dpu['patched-wrapper-containerd-shim']
+    assert 'EnvironmentFile=%s\n' % client_env in dpu['patched-dpu-offload-dockerd.service']
+    assert 'exec %s /usr/bin/ps "$@"\n' % client in dpu['stock-ps']
+    shim = json.loads(dpu['stock-shim.json'])
+    assert (shim['rexec'], shim['client_env']) == (client, client_env)
+    assert 'EnvironmentFile=%s\n' % client_env in dpu['stock-dpu-offload-stock-shims.service']
+    assert 'ExecStart=%s/rexec_forward ' % bin_dir in dpu['stock-dpu-offload-stock-shims.service']
+    assert 'ExecStart=%s/rexec_fiforelay ' % bin_dir in dpu['stock-dpu-offload-stock-fiforelay.service']
+    paths = [entry['path'] for entry in json.loads(dpu['rexec-files.json'])]
+    assert client_env in paths and client in paths
 
 
 def test_the_files_are_what_they_were(defaults):
@@ -47,15 +57,7 @@ def test_the_files_are_what_they_were(defaults):
 
 
 def test_the_pin_covers_every_kind_of_consumer(defaults):
-    dpu = defaults['render-dpu']
-    assert '. /etc/rexec/client.env\n' in dpu['patched-wrapper-containerd-shim']
-    assert 'exec /usr/local/bin/rexec /usr/bin/containerd-shim "$@"\n' in dpu['patched-wrapper-containerd-shim']
-    assert 'EnvironmentFile=/etc/rexec/client.env\n' in dpu['patched-dpu-offload-dockerd.service']
-    assert 'exec /usr/local/bin/rexec /usr/bin/ps "$@"\n' in dpu['stock-ps']
-    assert json.loads(dpu['stock-shim.json'])['client_env'] == '/etc/rexec/client.env'
-    assert 'ExecStart=/usr/local/bin/rexec_forward ' in dpu['stock-dpu-offload-stock-shims.service']
-    paths = [entry['path'] for entry in json.loads(dpu['rexec-files.json'])]
-    assert '/etc/rexec/client.env' in paths and '/usr/local/bin/rexec' in paths
+    _every_consumer_names(defaults['render-dpu'], '/etc/rexec', '/usr/local/bin')
 
 
 def test_one_setting_moves_the_client_for_every_role(tmp_path):
@@ -64,10 +66,4 @@ def test_one_setting_moves_the_client_for_every_role(tmp_path):
     for node, files in moved.items():
         for name, text in files.items():
             assert '/etc/rexec' not in text and '/usr/local/bin/rexec' not in text, '%s: %s' % (node, name)
-    dpu = moved['render-dpu']
-    assert '. /opt/rexec-etc/client.env\n' in dpu['patched-wrapper-modprobe']
-    assert 'exec /opt/rexec-bin/rexec /usr/sbin/modprobe "$@"\n' in dpu['patched-wrapper-modprobe']
-    assert json.loads(dpu['stock-shim.json'])['rexec'] == '/opt/rexec-bin/rexec'
-    assert 'ExecStart=/opt/rexec-bin/rexec_fiforelay ' in dpu['stock-dpu-offload-stock-fiforelay.service']
-    paths = [entry['path'] for entry in json.loads(dpu['rexec-files.json'])]
-    assert '/opt/rexec-etc/client.env' in paths and '/opt/rexec-bin/rexec' in paths
+    _every_consumer_names(moved['render-dpu'], '/opt/rexec-etc', '/opt/rexec-bin')
