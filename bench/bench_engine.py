@@ -24,11 +24,18 @@ ratios.  Not a test: nothing is asserted.
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
 
 import cri_pods
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+import role_defaults  # noqa: E402  pylint: disable=wrong-import-position
+
+# Where the rexec role puts the client and its settings (its defaults, not a copy).
+REXEC = role_defaults.rexec()
 
 IMAGE = "localhost/dpu-offload/bench-busybox:1"
 ROUND = r"""
@@ -116,7 +123,7 @@ def main():
     args = parser.parse_args()
     runs = 3 if args.quick else args.runs
     dpu = args.dpu
-    client = "set -a; . /etc/rexec/client.env; set +a; exec \"$@\""
+    client = "set -a; . %s; set +a; exec \"$@\"" % REXEC.client_env
     on_dpu(dpu, PREPARE, env={"IMAGE": IMAGE})
     try:
         local_run = timed(dpu, runs, "docker", "run", "--rm", "--runtime", "io.containerd.runtime.v1.linux", IMAGE, "true")
@@ -127,12 +134,12 @@ def main():
         floor = timed(dpu, runs, "python3", "-I", "-S", "-c", "import ssl, socket")
         # The client as the offload shim runs it (python3 -I -S, its TLS settings loaded), up to a
         # refused connection: everything a shim call pays before the network.
-        refused = "set -a; . /etc/rexec/client.env; set +a; \"$@\" 2>/dev/null || true"
+        refused = "set -a; . %s; set +a; \"$@\" 2>/dev/null || true" % REXEC.client_env
         start = timed(dpu, runs, "bash", "-c", refused, "rexec-env", "env", "CMD_NET_ADDR=tcp://127.0.0.1:9",
-                      "python3", "-I", "-S", "/usr/local/lib/dpu-offload/rexec/rexec", "/bin/true")
+                      "python3", "-I", "-S", os.path.join(REXEC.install_dir, "rexec"), "/bin/true")
         local_phases = phases(dpu, runs, "--runtime", "io.containerd.runtime.v1.linux")
         off_phases = phases(dpu, runs)
-        round_trip = timed(dpu, runs, "bash", "-c", client, "rexec-env", "/usr/local/bin/rexec", "/usr/bin/ps", "-o", "comm=", "-p", "1")
+        round_trip = timed(dpu, runs, "bash", "-c", client, "rexec-env", REXEC.client, "/usr/bin/ps", "-o", "comm=", "-p", "1")
         pod_runs = 3 if args.quick else 10
         local_pods = cri_pods.pod_starts(dpu, pod_runs, IMAGE, handler="dpu-local")
         off_pods = cri_pods.pod_starts(dpu, pod_runs, IMAGE)

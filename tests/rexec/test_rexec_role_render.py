@@ -38,8 +38,8 @@ def _load(relative):
 
 def render(name, is_host, **extra):
     variables = {}
-    for relative in ("roles/offload_common/defaults/main/remote_commands.yml", "roles/rexec/defaults/main.yml",
-                     "roles/rexec/vars/main.yml"):
+    for relative in ("roles/offload_common/defaults/main/remote_commands.yml", "roles/offload_common/defaults/main/rexec.yml",
+                     "roles/rexec/defaults/main.yml", "roles/rexec/vars/main.yml"):
         variables.update(_load(relative))
     variables.update(offload_common_is_host=is_host, offload_common_peer="lab-dpu" if is_host else "lab-host",
                      offload_common_address="192.0.2.1", offload_common_peer_address="192.0.2.2",

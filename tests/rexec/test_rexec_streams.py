@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from rexec_testlib import FILES, UnixListener, wait_until
+from rexec_testlib import FILES, PYTHON, UnixListener, run_client, wait_until
 
 import rexec_proto as proto
 import rexec_stream
@@ -132,6 +132,38 @@ def test_remote_map():
 
 def test_hello_minor_is_compatible():
     assert proto.HELLO_PAYLOAD[:6] == b"REXEC\x01" and proto.MINOR >= 1
+
+
+@pytest.mark.parametrize("settings", [
+    {"CMD_NET_ADDR": "nonsense"},
+    {"CMD_NET_ADDR": "tcp://127.0.0.1:1", "REXEC_HANDSHAKE_TIMEOUT": "soon"},
+    {"CMD_NET_ADDR": "tcp://127.0.0.1:1"},
+    {"CMD_NET_ADDR": "tcp://127.0.0.1:1", "REXEC_TLS_CA": "/nonexistent/ca.pem"},
+    {"CMD_NET_ADDR": "tcp://127.0.0.1:1", "REXEC_TLS_CA": "/nonexistent/ca.pem", "REXEC_TLS_CERT": "/nonexistent/c.pem",
+     "REXEC_TLS_KEY": "/nonexistent/c.key"},
+    {"CMD_NET_ADDR": "tcp://127.0.0.1:1", "REXEC_INSECURE": "1"},
+    {"CMD_NET_ADDR": "unix:///nonexistent/rexec.sock"},
+])
+def test_the_stream_tools_reach_the_peer_the_way_rexec_does(settings):
+    """One connection path: settings that stop rexec stop a stream session with the same words (and no server code)."""
+    client = subprocess.run([PYTHON, os.path.join(FILES, "rexec"), "true"], env=dict(settings, PATH=os.environ["PATH"]),
+                            stdin=subprocess.DEVNULL, capture_output=True, timeout=20, check=False)
+    assert client.returncode == 255
+    with pytest.raises(rexec_stream.SessionError) as refused:
+        rexec_stream.Peer(settings).open(proto.T_CONNECT, "/run/containerd/s/x")
+    assert refused.value.code is None
+    assert client.stderr.decode() == "rexec: %s\n" % refused.value.message
+
+
+@pytest.mark.parametrize("settings", ["name", "ca"])
+def test_the_stream_tools_check_the_server_the_way_rexec_does(server, pki, settings):
+    env = server.client_env(**({"REXEC_TLS_SERVER_NAME": "not-the-server.example"} if settings == "name"
+                               else {"REXEC_TLS_CA": pki["other_ca"]}))
+    client = run_client(server, ["true"], env=env)
+    with pytest.raises(rexec_stream.SessionError) as refused:
+        rexec_stream.Peer(env).open(proto.T_CONNECT, "/run/containerd/s/x")
+    assert refused.value.code is None and "certificate verify failed" in refused.value.message
+    assert client.returncode == 255 and client.stderr.decode() == "rexec: %s\n" % refused.value.message
 
 
 # --------------------------------------------------------------------------

@@ -4,10 +4,17 @@ Outside molecule, LAB_INVENTORY, LAB_HOST and LAB_DPU point the tests
 at another lab (e.g. a second pair made with lab/lab.yml).
 """
 import os
+import sys
 import time
 
 import pytest
 import testinfra
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', '..', 'tools'))
+import role_defaults  # noqa: E402  pylint: disable=wrong-import-position
+
+# Where the rexec role puts the client and its settings (its defaults, not a copy).
+REXEC = role_defaults.rexec()
 
 
 def _inventory():
@@ -35,7 +42,7 @@ def dpu():
 
 def rexec(machine, command, env=''):
     """Run rexec on a node the way the wrappers do: with its client.env."""
-    return machine.run("sh -c 'set -a; . /etc/rexec/client.env; %s exec rexec %s'" % (env, command))
+    return machine.run("sh -c 'set -a; . %s; %s exec %s %s'" % (REXEC.client_env, env, REXEC.client, command))
 
 
 def processes(machine, argv):

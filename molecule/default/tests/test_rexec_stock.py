@@ -2,7 +2,7 @@
 import importlib.util
 import os
 
-from conftest import rexec
+from conftest import REXEC, rexec
 
 HERE = os.path.dirname(__file__)
 
@@ -32,14 +32,14 @@ def test_ld_preload_sent_through_rexec_does_not_reach_the_command(dpu):
     # Set inside the client process only, after it started: a loader complaint
     # on stderr could then only come from the HOST's command.
     probe = ("import os, sys\n"
-             "sys.path.insert(0, '/usr/local/lib/dpu-offload/rexec')\n"
-             "import rexec_proto\n"
+             "sys.path.insert(0, %r)\n"
+             "import rexec_client\n"
              "os.environ['LD_PRELOAD'] = '/nonexistent/dpu-offload-probe.so'\n"
-             "rexec_proto.client_main(['/usr/bin/ps', '-o', 'comm=', '-p', '1'])\n")
+             "rexec_client.client_main(['/usr/bin/ps', '-o', 'comm=', '-p', '1'])\n" % REXEC.install_dir)
     helpers = _patched_tests()
     helpers.put(dpu, '/tmp/dpu-offload-probe.py', probe.encode('ascii'))
     try:
-        result = dpu.run("sh -c 'set -a; . /etc/rexec/client.env; set +a; exec python3 /tmp/dpu-offload-probe.py'")
+        result = dpu.run("sh -c 'set -a; . %s; set +a; exec python3 /tmp/dpu-offload-probe.py'" % REXEC.client_env)
     finally:
         dpu.run('rm -f /tmp/dpu-offload-probe.py')
     assert result.rc == 0 and result.stdout.strip() == 'systemd', result.stderr

@@ -1,5 +1,7 @@
 """rexec across the pair: mutual TLS, the allowlist, the audit trail."""
-from conftest import rexec
+import os
+
+from conftest import REXEC, rexec
 
 FOREIGN_CERT = r'''
 import datetime, sys
@@ -53,7 +55,7 @@ def test_a_client_with_a_certificate_from_another_ca_is_refused(dpu, hostnode):
 
 
 def test_a_plain_tcp_client_is_refused(dpu):
-    result = dpu.run("sh -c '. /etc/rexec/client.env; CMD_NET_ADDR=$CMD_NET_ADDR REXEC_INSECURE=1 rexec /usr/bin/kill -0 1'")
+    result = dpu.run("sh -c '. %s; CMD_NET_ADDR=$CMD_NET_ADDR REXEC_INSECURE=1 %s /usr/bin/kill -0 1'" % (REXEC.client_env, REXEC.client))
     assert result.rc == 255
 
 
@@ -65,7 +67,7 @@ def test_server_listens_on_the_interconnect_address_only(hostnode):
 
 def test_private_key_is_root_only(hostnode, dpu):
     for machine in (hostnode, dpu):
-        key = machine.file('/etc/rexec/tls/node.key')
+        key = machine.file(os.path.join(REXEC.config_dir, 'tls', 'node.key'))
         assert key.mode == 0o600 and key.user == 'root'
 
 

@@ -6,11 +6,11 @@ import time
 
 import pytest
 
-from conftest import rexec
+from conftest import REXEC, rexec
 
 ROOT = '/another_rootfs'
 PKI = os.path.expanduser(os.environ.get('REXEC_PKI_DIR', '~/.dpu-offload/pki'))
-LIB = '/usr/local/lib/dpu-offload/rexec'
+LIB = REXEC.install_dir
 
 
 def journal(machine, lines=200):
@@ -75,13 +75,13 @@ def test_ld_preload_sent_through_rexec_does_not_reach_the_command(dpu):
     # client process itself starts without it, so any complaint is the HOST's.
     probe = ("import os, sys\n"
              "sys.path.insert(0, %r)\n"
-             "import rexec_proto\n"
+             "import rexec_client\n"
              "os.environ['LD_PRELOAD'] = '/nonexistent/dpu-offload-probe.so'\n"
              "os.environ['BASH_ENV'] = '/nonexistent/probe.sh'\n"
-             "rexec_proto.client_main(['/usr/sbin/modprobe', 'overlay'])\n" % LIB)
+             "rexec_client.client_main(['/usr/sbin/modprobe', 'overlay'])\n" % LIB)
     put(dpu, '/tmp/dpu-offload-probe.py', probe.encode('ascii'))
     try:
-        result = dpu.run("sh -c 'set -a; . /etc/rexec/client.env; set +a; exec python3 /tmp/dpu-offload-probe.py'")
+        result = dpu.run("sh -c 'set -a; . %s; set +a; exec python3 /tmp/dpu-offload-probe.py'" % REXEC.client_env)
     finally:
         dpu.run('rm -f /tmp/dpu-offload-probe.py')
     assert result.rc not in (126, 127, 255), result.stderr

@@ -5,9 +5,9 @@
 Shared by rexec_server (server side), rexec_forward and rexec_fiforelay
 (client side): the byte pump between a local file descriptor pair and a
 rexec connection, directory allowlists for paths, and opening a client
-session with the same settings as the rexec client (CMD_NET_ADDR or
-/etc/rexec/client.json, REXEC_TLS_*).  See docs/rexec-protocol.md.
-Python 3.9+ standard library only.
+session through the rexec client's own connection (rexec_client.Peer: the
+same settings, CMD_NET_ADDR or /etc/rexec/client.json, REXEC_TLS_*).  See
+docs/rexec-protocol.md.  Python 3.9+ standard library only.
 """
 
 import errno
@@ -15,11 +15,11 @@ import fnmatch
 import os
 import select
 import socket
-import ssl
 import stat
 import threading
 import time
 
+import rexec_client
 import rexec_proto as proto
 
 POLLIN = select.POLLIN
@@ -28,7 +28,6 @@ POLLERRS = select.POLLERR | select.POLLHUP | select.POLLNVAL
 OUT_HIGH = 1 << 20          # server: stop reading the local side above this much unsent output
 IN_HIGH = 4 << 20           # client: stop reading the connection above this much output not yet written locally
 CHECK_INTERVAL = 0.5        # seconds between check() calls
-CLIENT_CONFIG = "/etc/rexec/client.json"
 
 # EXIT values that end a stream session (kind 0).
 END_OK = 0                  # both directions finished
@@ -36,13 +35,9 @@ END_RESET = 1               # the local socket / fifo failed (reset, I/O error)
 END_REMOVED = 2             # the fifo node was removed or replaced
 
 
-class SessionError(Exception):
-    """A stream session could not be opened: ERROR from the server (code, message) or a connection failure (code None)."""
-
-    def __init__(self, message, code=None):
-        Exception.__init__(self, message)
-        self.message = message
-        self.code = code
+# A stream session could not be opened or was refused: ERROR from the server
+# (message, code) or a connection failure (code None).  The rexec client's error.
+SessionError = rexec_client.Failure
 
 
 # --------------------------------------------------------------------------
@@ -133,79 +128,22 @@ def map_path(path, mapping):
 # Client side: connecting
 
 
-class Peer:
-    """Where and how to reach the peer's rexec_server (settings of the rexec client)."""
-
-    def __init__(self, env):
-        try:
-            self.addr = proto.resolve_address(env, env.get("REXEC_CONFIG") or CLIENT_CONFIG)
-            tls = proto.tls_settings(env)
-        except ValueError as exc:
-            raise SessionError(str(exc))
-        try:
-            self.timeout = float(env.get("REXEC_HANDSHAKE_TIMEOUT") or 10)
-        except ValueError:
-            raise SessionError("REXEC_HANDSHAKE_TIMEOUT must be a number of seconds")
-        self.context = None
-        self.server_name = None
-        if self.addr.kind == "tcp":
-            if tls is not None:
-                try:
-                    self.context = proto.make_context(False, *tls)
-                except (OSError, ssl.SSLError) as exc:
-                    raise SessionError("cannot load TLS files (REXEC_TLS_CA/CERT/KEY): %s" % exc)
-                self.server_name = env.get("REXEC_TLS_SERVER_NAME") or self.addr.host
-            elif not proto.insecure(env):
-                raise SessionError("TLS is not configured for %s: set REXEC_TLS_CA, REXEC_TLS_CERT and REXEC_TLS_KEY "
-                                   "(or REXEC_INSECURE=1 for a plain-TCP test server)" % self.addr)
-
-    def __str__(self):
-        return str(self.addr)
+class Peer(rexec_client.Peer):
+    """Where and how to reach the peer's rexec_server: the rexec client's settings and connection."""
 
     def open(self, kind, path):
         """Connect, finish TLS, send HELLO + the stream request.  Returns (conn, parser, early events).
 
         Raises SessionError (code None) when the connection or TLS fails.
         """
-        addr = self.addr
-        try:
-            if addr.kind == "unix":
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                sock.settimeout(self.timeout)
-                try:
-                    sock.connect(addr.path)
-                except OSError:
-                    sock.close()
-                    raise
-            else:
-                sock = proto.tcp_connect(addr.host, addr.port, self.timeout)
-                proto.set_tcp_options(sock)
-        except OSError as exc:
-            raise SessionError("cannot connect to %s: %s" % (addr, exc.strerror or exc))
-        conn = proto.Conn(sock, self.context, server_hostname=self.server_name)
+        request = proto.frame(proto.T_HELLO, proto.HELLO_PAYLOAD) + proto.frame(kind, os.fsencode(path))
+        conn, early = self.dial(lambda: request)
         parser = proto.FrameParser(proto.FROM_SERVER)
         try:
-            events = []
-            deadline = time.monotonic() + self.timeout
-            poller = select.poll()
-            conn.handshake()
-            while not conn.handshaken:
-                conn.flush()
-                poller.register(conn.fileno(), POLLIN | (POLLOUT if conn.out else 0))
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not poller.poll(remaining * 1000.0):
-                    raise SessionError("TLS handshake with %s timed out" % addr)
-                for chunk in conn.recv():
-                    events.extend(parser.feed(chunk))
-            payload = os.fsencode(path)
-            conn.send(proto.frame(proto.T_HELLO, proto.HELLO_PAYLOAD) + proto.frame(kind, payload))
-            conn.flush()
-        except SessionError:
+            events = [event for chunk in early for event in parser.feed(chunk)]
+        except proto.ProtocolError as exc:
             conn.close()
-            raise
-        except (proto.ConnectionLost, ssl.SSLError, OSError, proto.ProtocolError) as exc:
-            conn.close()
-            raise SessionError("connection to %s failed: %s" % (addr, exc))
+            raise SessionError("connection to %s failed: %s" % (self, exc))
         return conn, parser, events
 
 

@@ -144,8 +144,8 @@ def wait_for_socket(path, seconds):
 def load_client(rexec):
     """rexec's client, from the directory where the rexec role installed it."""
     sys.path.insert(0, os.path.dirname(os.path.realpath(rexec)))
-    import rexec_proto  # pylint: disable=import-outside-toplevel
-    return getattr(rexec_proto, "client_run", None) or getattr(rexec_proto, "_client_run")
+    import rexec_client  # pylint: disable=import-outside-toplevel
+    return rexec_client.client_run
 
 
 def run_remote(config, argv, capture=False):

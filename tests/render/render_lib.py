@@ -1,0 +1,18 @@
+"""Runs a render playbook of tests/render on the controller, with the stand-in pair of inventory.yml."""
+import os
+import pathlib
+import subprocess
+import sys
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+
+def render(playbook, render_dir, *extra, inventory=None):
+    """ansible-playbook -i inventory (the stand-in pair) HERE/playbook -e render_dir=render_dir [extra...], which must succeed."""
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), ANSIBLE_NOCOLOR='1')
+    binary = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
+    result = subprocess.run([binary, '-i', str(inventory or HERE / 'inventory.yml'), str(HERE / playbook),
+                             '-e', 'render_dir=%s' % render_dir, *extra],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
