@@ -3,13 +3,17 @@ import os
 
 import pytest
 import testinfra
+import yaml
+
+REPO = os.path.join(os.path.dirname(__file__), '..', '..', '..')
+SHARED_MOUNTS = os.path.join(REPO, 'roles', 'offload_common', 'defaults', 'main', 'shared_mounts.yml')
 
 
 def _inventory():
     ephemeral = os.environ.get('MOLECULE_EPHEMERAL_DIRECTORY')
     if ephemeral:
         return os.path.join(ephemeral, 'inventory')
-    return os.path.join(os.path.dirname(__file__), '..', '..', '..', 'inventories', 'lab')
+    return os.path.join(REPO, 'inventories', 'lab')
 
 
 def node(name):
@@ -29,3 +33,11 @@ def dpu():
 def rexec(machine, command, env=''):
     """Run rexec on a node the way the wrappers do: with its client.env."""
     return machine.run("sh -c 'set -a; . /etc/rexec/client.env; %s exec rexec %s'" % (env, command))
+
+
+def shared_directories(listing=SHARED_MOUNTS):
+    """The HOST directories the DPU mounts in its root, from the one list
+    (offload_common_shared_mounts): every entry but the pseudo file systems."""
+    with open(listing, encoding='utf-8') as f:
+        entries = yaml.safe_load(f)['offload_common_shared_mounts']
+    return [entry['path'] for entry in entries if not entry.get('pseudo')]
