@@ -54,3 +54,51 @@ def test_host_directories_are_the_shared_list_without_proc_and_sys_then_netns(ou
         paths = [d['path'] for d in directories]
         assert paths.index('/run/docker/containerd') < paths.index('/run/docker/netns')
     assert _data(out, 'q4-dpu')['directories'] == []
+
+
+# Each node's pair, as offload_common gave it before the dpu.offload.offload_pair filter.
+PAIRS_BEFORE = {
+    'q4-host': {'address': '192.0.2.10', 'is_host': True, 'peer': 'q4-dpu', 'peer_address': '192.0.2.11'},
+    'q4-dpu': {'address': '192.0.2.11', 'is_host': False, 'peer': 'q4-host', 'peer_address': '192.0.2.10'},
+    's6-host': {'address': '2001:db8::10', 'is_host': True, 'peer': 's6-dpu', 'peer_address': '2001:db8::11'},
+    's6-dpu': {'address': '2001:db8::11', 'is_host': False, 'peer': 's6-host', 'peer_address': '2001:db8::10'},
+}
+
+
+def test_the_pair_of_each_node(out):
+    for node, pair in PAIRS_BEFORE.items():
+        assert _data(out, node)['pair'] == pair, node
+
+
+def test_vsock_ids_from_the_inventory_or_the_defaults(out):
+    # q4: the inventory's 3 (HOST) and 11 (DPU); s6: none given, the HOST's 2 and the DPU's 10.
+    vsock = {'qtfs_log_level': 'ERROR', 'qtfs_server_vsock_port': 12345}
+    assert _data(out, 'q4-host')['host_module_params'] == dict(vsock, qtfs_server_vsock_cid=3)
+    assert _data(out, 'q4-host')['host_engine_args'] == [16, 1, 3, 12121, 11, 12121]
+    assert _data(out, 'q4-dpu')['dpu_module_params'] == dict(vsock, qtfs_server_vsock_cid=3)
+    assert _data(out, 's6-host')['host_engine_args'] == [16, 1, 2, 12121, 10, 12121]
+    assert _data(out, 's6-dpu')['dpu_module_params'] == dict(vsock, qtfs_server_vsock_cid=2)
+    assert 'ExecStart=/usr/bin/udsproxyd 1 11 12121 3 12121\n' in (out / 'q4-dpu/qtfs-udsproxyd.service').read_text()
+    assert 'ExecStart=/usr/bin/udsproxyd 1 10 12121 2 12121\n' in (out / 's6-dpu/qtfs-udsproxyd.service').read_text()
+
+
+def test_the_hosts_address_in_sshfs_sources_and_the_pinned_key(out):
+    for node, host, address in (('s4-dpu', '192.0.2.20', '192.0.2.20'), ('s6-dpu', '[2001:db8::10]', '2001:db8::10')):
+        data = _data(out, node)
+        assert [m['src'] for m in data['dpu_shared_mounts']] == ['root@%s:%s' % (host, e['path']) for e in SHARED_LIST]
+        assert data['dpu_known_hosts'] == '[%s]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRlc3Q=\n' % address
+    assert [m['src'] for m in _data(out, 'q4-dpu')['dpu_shared_mounts']] == [e['path'] for e in SHARED_LIST]
+
+
+def _firewall(out, node, port):
+    return json.loads((out / node / ('firewall-%s.json' % port)).read_text())
+
+
+def test_firewalld_rules_name_the_paired_dpu_in_its_family(out):
+    assert _firewall(out, 's6-host', '2222') == {
+        'zone': 'public', 'permanent': True, 'immediate': True, 'state': 'enabled',
+        'rich_rule': 'rule family="ipv6" source address="2001:db8::11" port port="2222" protocol="tcp" accept'}
+    assert _firewall(out, 's4-host', '30000-39999')['rich_rule'] == (
+        'rule family="ipv4" source address="192.0.2.21" port port="30000-39999" protocol="tcp" accept')
+    # vsock qtfs opens no TCP port of its own; the shim ports are patched_docker's.
+    assert sorted(p.name for p in (out / 'q4-host').glob('firewall-*')) == ['firewall-30000-39999.json']
