@@ -102,3 +102,53 @@ def test_firewalld_rules_name_the_paired_dpu_in_its_family(out):
         'rule family="ipv4" source address="192.0.2.21" port port="30000-39999" protocol="tcp" accept')
     # vsock qtfs opens no TCP port of its own; the shim ports are patched_docker's.
     assert sorted(p.name for p in (out / 'q4-host').glob('firewall-*')) == ['firewall-30000-39999.json']
+
+
+# patched_docker's wrapper, as it rendered before its entries came from dpu.offload.file_entries.
+WRAPPER_BEFORE = '''#!/bin/sh
+# Ansible managed
+# dpu.offload wrapper: runs {command} on {peer} through rexec,
+# with every argument kept as it was given.
+set -a
+. /etc/rexec/client.env
+set +a
+exec /usr/local/bin/rexec {command} "$@"
+'''
+
+
+def _files(out, node, key):
+    return {e['path']: e for e in _data(out, node)[key]}
+
+
+def test_patched_docker_wrappers_stand_in_the_root_on_a_dpu_and_at_the_real_path_on_a_host(out):
+    dpu = _files(out, 'q4-dpu', 'wrapper_files')
+    assert {path: e['template_vars']['wrapper']['command'] for path, e in dpu.items()} == {
+        '/another_rootfs/usr/local/bin/containerd-shim': '/usr/bin/containerd-shim',
+        '/another_rootfs/usr/local/bin/remote_kill': '/usr/bin/kill',
+        '/another_rootfs/usr/sbin/modprobe': '/usr/sbin/modprobe'}
+    host = _files(out, 'q4-host', 'wrapper_files')
+    assert list(host) == ['/usr/bin/containerd']
+    for entry in list(dpu.values()) + list(host.values()):
+        assert (entry['template'], entry['mode'], entry['parents']) == ('wrapper.sh.j2', '0755', True)
+        assert set(entry) == {'path', 'template', 'mode', 'parents', 'template_vars'}
+    assert (out / 'q4-dpu/_another_rootfs_usr_sbin_modprobe').read_text() == WRAPPER_BEFORE.format(
+        command='/usr/sbin/modprobe', peer='q4-host')
+    assert (out / 'q4-host/_usr_bin_containerd').read_text() == WRAPPER_BEFORE.format(command='/usr/bin/containerd', peer='q4-dpu')
+
+
+def test_patched_docker_units_one_per_enabled_daemon_after_containerds_configuration(out):
+    files = _data(out, 's6-dpu')['service_files']
+    assert files[:2] == [
+        {'path': '/another_rootfs/run/docker/containerd', 'mode': '0711', 'parents': True},
+        {'path': '/another_rootfs/run/docker/containerd/containerd.toml', 'mode': '0644', 'template': 'containerd.toml.j2'}]
+    units = files[2:]
+    assert [u['path'] for u in units] == ['/etc/systemd/system/dpu-offload-containerd.service',
+                                          '/etc/systemd/system/dpu-offload-dockerd.service']
+    assert all((u['template'], u['mode'], set(u)) == ('offload-engine.service.j2', '0644', {'path', 'template', 'mode', 'template_vars'})
+               for u in units)
+    assert units[1]['template_vars']['unit']['name'] == 'dpu-offload-dockerd.service'
+    dockerd = (out / 's6-dpu/_etc_systemd_system_dpu-offload-dockerd.service').read_text().splitlines()
+    assert 'Environment=SHIM_HOST=2001:db8::10' in dockerd
+    assert 'ExecStart=/usr/bin/dockerd --containerd /run/containerd/containerd.sock' in dockerd
+    assert 'Requires=rexec.service dpu-offload-containerd.service' in dockerd
+    assert _data(out, 's6-host')['service_files'] == []
