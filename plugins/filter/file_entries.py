@@ -10,19 +10,35 @@ import posixpath
 from ansible.errors import AnsibleFilterError
 
 
-def file_entries(items, directory, template, name='name', mode='0644'):
-    """One file_set entry per item: DIRECTORY/<item[name]>, rendered from TEMPLATE with `item` set."""
-    if not str(directory).startswith('/'):
+def _path(directory, file_name):
+    """DIRECTORY/NAME for a file name; an absolute path goes below DIRECTORY as below a root."""
+    if file_name.startswith('/'):
+        if posixpath.normpath(file_name) != file_name or '..' in file_name.split('/') or file_name == '/':
+            raise AnsibleFilterError('file_entries: %r is not a canonical absolute path' % file_name)
+        return file_name if directory == '/' else directory + file_name
+    if '/' in file_name or file_name in ('.', '..'):
+        raise AnsibleFilterError('file_entries: %r is not a file name' % file_name)
+    return posixpath.join(directory, file_name)
+
+
+def file_entries(items, directory, template, name='name', mode='0644', var='item', parents=False):
+    """One file_set entry per item: DIRECTORY/<item[name]>, rendered from TEMPLATE with `var` set to the item.
+
+    item[name] is a file name, or an absolute path placed below DIRECTORY
+    as below a root (a wrapper's /usr/sbin/modprobe in an offload root).
+    """
+    directory = str(directory)
+    if not directory.startswith('/'):
         raise AnsibleFilterError('file_entries needs an absolute directory, got %r' % (directory,))
+    directory = posixpath.normpath(directory)
     entries = []
     for item in items or []:
         if not isinstance(item, dict) or not item.get(name):
             raise AnsibleFilterError('file_entries: every item needs %r, got %r' % (name, item))
-        file_name = str(item[name])
-        if '/' in file_name or file_name in ('.', '..'):
-            raise AnsibleFilterError('file_entries: %r is not a file name' % file_name)
-        entries.append({'path': posixpath.join(str(directory), file_name), 'template': template,
-                        'mode': mode, 'template_vars': {'item': item}})
+        entry = {'path': _path(directory, str(item[name])), 'template': template, 'mode': mode, 'template_vars': {var: item}}
+        if parents:
+            entry['parents'] = True
+        entries.append(entry)
     return entries
 
 

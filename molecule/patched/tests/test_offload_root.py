@@ -3,10 +3,10 @@ import uuid
 
 import pytest
 
+from conftest import shared_directories
+
 ROOT = '/another_rootfs'
-SHARED = ['/var/lib/docker/containers', '/var/lib/docker/containerd', '/var/lib/docker/overlay2',
-          '/var/lib/docker/image', '/var/lib/docker/tmp', '/run/containerd/io.containerd.runtime.v1.linux',
-          '/run/docker/containerd', '/var/lib/kubelet/pods']
+SHARED = shared_directories()
 
 
 def _mountinfo(machine):
