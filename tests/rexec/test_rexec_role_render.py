@@ -17,6 +17,11 @@ import rexec_policy  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
+# The roles' vars use the collection's own filters (dpu.offload.url_host):
+# let this process find the collection where `make venv` links it.
+finder = pytest.importorskip("ansible.utils.collection_loader._collection_finder")
+finder._AnsibleCollectionFinder(paths=[os.path.join(ROOT, ".build", "collections")])._install()  # pylint: disable=protected-access
+
 
 def _trust(value):
     trust = getattr(template, "trust_as_template", None)

@@ -13,6 +13,7 @@ import hashlib
 import os
 import signal
 import struct
+import subprocess
 import socket
 import threading
 import time

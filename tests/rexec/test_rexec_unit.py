@@ -224,3 +224,24 @@ def test_closing_a_socket_pump_twice_leaves_other_files_alone(tmp_path):
     finally:
         os.close(reused)
         peer.close()
+
+
+def test_tcp_options_keep_a_session_through_a_cut_and_retry_soon_after():
+    """Keepalive gives an idle connection up after 4.5 minutes, not one; where the
+    kernel has TCP_RTO_MAX_MS (Linux 6.15+), retransmissions back off to 5 s at most."""
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        proto.set_tcp_options(sock)
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        idle, interval, count = (sock.getsockopt(socket.IPPROTO_TCP, getattr(socket, name))
+                                 for name in ("TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT"))
+        assert idle + interval * count == 270
+        try:
+            rto_max = sock.getsockopt(socket.IPPROTO_TCP, proto.TCP_RTO_MAX_MS)
+        except OSError:
+            pytest.skip("this kernel has no TCP_RTO_MAX_MS")
+        assert rto_max == proto.RTO_MAX_MS == 5000
+    finally:
+        sock.close()

@@ -185,6 +185,9 @@ def _log_gaps(dpu, name):
     return lines, missing
 
 
+# In `make chaos` only (LINK_CUT=1): under molecule the test once hung while
+# the link was down, in a way not yet understood (see the stock_engine README).
+@pytest.mark.skipif(os.environ.get('LINK_CUT') != '1', reason='the link cut runs in make chaos (LINK_CUT=1), not in make test')
 def test_a_cut_link_neither_stops_nor_blocks_a_chatty_container(hostnode, dpu, link, chatty):
     inspect = json.loads(dpu.check_output('docker inspect %s' % chatty))[0]
     pid, cid = inspect['State']['Pid'], inspect['Id']
