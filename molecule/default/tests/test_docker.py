@@ -157,7 +157,8 @@ def test_engine_restarts_keep_the_container(hostnode, dpu, container):
     assert wait(lambda: dpu.run("docker exec %s echo alive" % container).stdout == 'alive\n', timeout=20)
     state = _inspect(dpu, container)['State']
     assert state['Running'] and state['Pid'] == pid and hostnode.file('/proc/%d' % pid).exists
-    assert wait(lambda: dpu.run('docker logs --tail 1 %s' % container).stdout.startswith('out '))
+    # The relay opens the fifos again after dockerd's restart, with backoff: give it the time the faults tests give.
+    assert wait(lambda: dpu.run('docker logs --tail 1 %s' % container).stdout.startswith('out '), timeout=30)
 
 
 def test_rm_leaves_nothing_on_either_side(hostnode, dpu, container):
