@@ -19,6 +19,10 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 FAILURE = re.compile(r"^(fatal: |failed: )|\bExecuted: Failed\b|^(FAILED |E  )|^_{3,} .* _{3,}$"
                      r"|^CRITICAL |An error occurred during")
 TASK = re.compile(r"^(TASK|PLAY|RUNNING HANDLER) \[")
+# What molecule/default's tests print about the lab when one fails.
+DIAG = re.compile(r"^DIAG ")
+# A molecule step starts: the tasks of the step before no longer explain what follows.
+STEP = re.compile(r"\S+ \u279c \S+: Executing$")
 
 
 def clean(line):
@@ -35,6 +39,11 @@ def digest(lines, context=3, limit=120):
     for i, line in enumerate(lines):
         if TASK.match(line):
             last_task = line
+        elif STEP.search(line):
+            last_task = None
+        if DIAG.match(line):
+            out.append(line)
+            continue
         if not FAILURE.search(line) or i <= shown_until:
             continue
         out.append("--- line %d%s" % (i + 1, (": " + last_task) if last_task else ""))
@@ -51,7 +60,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("log")
     parser.add_argument("--context", type=int, default=6)
-    parser.add_argument("--limit", type=int, default=150)
+    parser.add_argument("--limit", type=int, default=220)
     args = parser.parse_args(argv)
     with open(args.log, encoding="utf-8", errors="replace") as handle:
         found = digest(handle, args.context, args.limit)

@@ -40,3 +40,14 @@ def test_the_first_failure_comes_first_with_its_task(tmp_path):
 def test_a_clean_log_says_so(tmp_path):
     out = run(tmp_path, "INFO default ➜ verify: Executed: Successful\nok: [lab-host]\n")
     assert "none found" in out and "ok: [lab-host]" not in out
+
+
+def test_lab_diagnostics_are_kept_whole_and_a_new_step_forgets_the_last_task(tmp_path):
+    text = ("TASK [Import the same busybox into docker]\nok: [lab-dpu]\n"
+            "INFO     default \u279c verify: Executing\n"
+            "FAILED tests/test_docker.py::test_x - assert False\n"
+            + "".join("DIAG lab-dpu line %d\n" % i for i in range(30)) + "ok\n")
+    out = run(tmp_path, text)
+    assert "Import the same busybox" not in out
+    assert all("DIAG lab-dpu line %d" % i in out for i in range(30))
+    assert "\nok\n" not in out

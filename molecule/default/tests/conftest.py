@@ -74,3 +74,42 @@ def docker_container(dpu, name, image, loop):
     dpu.check_output("docker run -d --name %s %s sh -c '%s'" % (name, image, loop))
     yield name
     dpu.run('docker rm -f %s' % name)
+
+
+# What each node says about the offload when a test fails: CI keeps only a
+# digest of the run, and a lab is gone by the time anyone reads it.
+DIAGNOSTICS = (
+    ('lab-dpu', "journalctl -q -o short-monotonic --no-pager -n 40 -u containerd -u docker "
+                "-u 'dpu-offload-*' -u rexec"),
+    ('lab-host', "journalctl -q -o short-monotonic --no-pager -n 30 -u 'dpu-offload-*' -u rexec"),
+    ('lab-dpu', "docker ps -a --format '{{.Names}} {{.Status}}'"),
+)
+
+
+def diagnostics():
+    """Lines prefixed with DIAG, which tools/failure_digest.py keeps."""
+    lines = []
+    names = {'lab-host': os.environ.get('LAB_HOST', 'lab-host'), 'lab-dpu': os.environ.get('LAB_DPU', 'lab-dpu')}
+    for role, command in DIAGNOSTICS:
+        try:
+            result = node(names[role]).run(command)
+            out = (result.stdout + result.stderr).splitlines()
+        except Exception as error:  # pylint: disable=broad-except
+            out = ['(could not ask: %s)' % error]
+        lines.append('DIAG %s$ %s' % (role, command.split(' -')[0]))
+        lines.extend('DIAG %s' % line for line in out)
+    return '\n'.join(lines)
+
+
+_DIAGNOSED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):  # pylint: disable=unused-argument
+    """Add the lab's diagnostics to the first failing test's report."""
+    outcome = yield
+    report = outcome.get_result()
+    # The first failure only: it is the cause, and the digest has room for one.
+    if report.when == 'call' and report.failed and not item.session.config.stash.get(_DIAGNOSED, False):
+        item.session.config.stash[_DIAGNOSED] = True
+        report.sections.append(('lab diagnostics', diagnostics()))
