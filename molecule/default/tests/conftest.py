@@ -40,9 +40,10 @@ def dpu():
     return node(os.environ.get('LAB_DPU', 'lab-dpu'))
 
 
-def rexec(machine, command, env=''):
-    """Run rexec on a node the way the wrappers do: with its client.env."""
-    return machine.run("sh -c 'set -a; . %s; %s exec %s %s'" % (REXEC.client_env, env, REXEC.client, command))
+def rexec(machine, command, env='', limit=None):
+    """Run rexec on a node the way the wrappers do: with its client.env (killed after limit seconds, if given)."""
+    return machine.run("%ssh -c 'set -a; . %s; %s exec %s %s'" % ('timeout %d ' % limit if limit else '', REXEC.client_env,
+                                                                env, REXEC.client, command))
 
 
 def processes(machine, argv):
@@ -96,7 +97,7 @@ def diagnostics():
             out = (result.stdout + result.stderr).splitlines()
         except Exception as error:  # pylint: disable=broad-except
             out = ['(could not ask: %s)' % error]
-        lines.append('DIAG %s$ %s' % (role, command.split(' -')[0]))
+        lines.append('DIAG %s$ %s' % (role, command.split(' -', maxsplit=1)[0]))
         lines.extend('DIAG %s' % line for line in out)
     return '\n'.join(lines)
 
