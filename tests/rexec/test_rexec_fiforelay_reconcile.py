@@ -1,0 +1,84 @@
+# Copyright (c) dpu.offload contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""rexec_fiforelay's bookkeeping of which fifo nodes it relays.
+
+A docker restart removes a container's fifos and makes them again at the
+same paths. On a disk file system (where the stock mode keeps them so that
+they outlive a reboot) the new node may get the old one's inode number: the
+relay must still take it for a new node, or the container's output stops
+reaching dockerd (seen in the lab: stdout went silent after a restart while
+stderr flowed)."""
+
+import importlib.machinery
+import importlib.util
+import os
+
+import pytest
+
+from rexec_testlib import FILES
+
+
+def load_relay_module():
+    loader = importlib.machinery.SourceFileLoader("rexec_fiforelay_mod", os.path.join(FILES, "rexec_fiforelay"))
+    spec = importlib.util.spec_from_loader("rexec_fiforelay_mod", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def relay(tmp_path, monkeypatch):
+    """A FifoRelay with no peer whose relays are recorded, not run, and whose
+    nodes all have one inode number, as when a file system reuses it."""
+    mod = load_relay_module()
+    started = []
+    monkeypatch.setattr(mod.Relay, "start", lambda self: started.append(self))
+    reused = (1, 42)
+    monkeypatch.setattr(mod.rexec_stream, "fifo_ident",
+                        lambda path: reused if os.path.exists(path) else None)
+    monkeypatch.setattr(mod.rexec_stream, "same_node",
+                        lambda path, ident: os.path.exists(path) and ident == reused)
+    owner = object.__new__(mod.FifoRelay)
+    owner.side, owner.mapping, owner.spool_limit = "client", None, 0
+    owner.watch = [str(tmp_path)]
+    owner.relays, owner.done = {}, {}
+    owner.lock = mod.threading.Lock()
+    fifo = tmp_path / "init-stdout"
+    os.mkfifo(fifo)
+    owner.reconcile()
+    assert [r.path for r in started] == [str(fifo)]
+    return owner, started, fifo
+
+
+def test_a_node_made_again_after_its_relay_ended_is_relayed(relay):
+    owner, started, fifo = relay
+    first = started[0]
+    os.unlink(fifo)
+    owner.finished(first, "removed")      # the relay saw its node go, before any scan did
+    os.mkfifo(fifo)                         # docker makes it again: same path, same inode number
+    owner.reconcile()
+    assert len(started) == 2 and started[1] is not first
+    assert owner.relays[str(fifo)] is started[1]
+
+
+def test_a_node_made_again_while_its_relay_is_stopping_is_relayed(relay):
+    owner, started, fifo = relay
+    first = started[0]
+    os.unlink(fifo)
+    owner.reconcile()                       # the scan misses the node: the relay is told to stop
+    assert first.stopper.stopped()
+    os.mkfifo(fifo)
+    owner.reconcile()                       # before the old relay has ended
+    assert len(started) == 2
+    owner.finished(first, "removed")        # the old one ends late: the new one stays
+    assert owner.relays[str(fifo)] is started[1]
+    owner.reconcile()
+    assert len(started) == 2
+
+
+def test_a_relay_that_ended_while_its_node_stayed_is_not_started_again(relay):
+    owner, started, _fifo = relay
+    owner.finished(started[0], "refused by the peer")
+    owner.reconcile()
+    owner.reconcile()
+    assert len(started) == 1
