@@ -42,8 +42,8 @@ def dpu():
 
 def rexec(machine, command, env='', limit=None):
     """Run rexec on a node the way the wrappers do: with its client.env (killed after limit seconds, if given)."""
-    return machine.run("%ssh -c 'set -a; . %s; %s exec %s %s'" % ('timeout %d ' % limit if limit else '', REXEC.client_env,
-                                                                env, REXEC.client, command))
+    timeout = 'timeout %d ' % limit if limit else ''
+    return machine.run("%ssh -c 'set -a; . %s; %s exec %s %s'" % (timeout, REXEC.client_env, env, REXEC.client, command))
 
 
 def processes(machine, argv):
