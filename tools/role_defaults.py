@@ -1,10 +1,11 @@
 # Copyright (c) dpu.offload contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The roles' defaults for code that runs outside Ansible (the lab's tests,
-the benchmarks), read from the defaults files instead of restated.
+"""The roles' defaults and vars for code that runs outside Ansible (the
+lab's tests, the benchmarks), read from the roles' files instead of restated.
 
 Only plain values and `{{ name }}` references to names of the same file are
-read; anything else Jinja would have to work out is refused, not guessed.
+read, in lists and mappings too; anything else Jinja would have to work out
+is refused, not guessed.
 """
 
 import os
@@ -17,6 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REFERENCE = re.compile(r'\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}')
 OFFLOAD_COMMON_REXEC = 'roles/offload_common/defaults/main/rexec.yml'
 REXEC_DEFAULTS = 'roles/rexec/defaults/main.yml'
+STOCK_ENGINE_VARS = 'roles/stock_engine/vars/main.yml'
 
 
 def value(relative, name):
@@ -29,13 +31,19 @@ def value(relative, name):
             raise ValueError('%s: %s refers to itself' % (relative, key))
         if key not in values:
             raise KeyError('%s has no %s' % (relative, key))
-        found = values[key]
+        return plain(key, values[key], seen + (key,))
+
+    def plain(key, found, seen):
+        if isinstance(found, list):
+            return [plain(key, item, seen) for item in found]
+        if isinstance(found, dict):
+            return {name: plain(key, item, seen) for name, item in found.items()}
         if not isinstance(found, str):
             return found
-        found = REFERENCE.sub(lambda match: str(resolve(match.group(1), seen + (key,))), found)
-        if '{{' in found or '{%' in found:
-            raise ValueError('%s: %s is more than a plain value or reference: %r' % (relative, key, values[key]))
-        return found
+        text = REFERENCE.sub(lambda match: str(resolve(match.group(1), seen)), found)
+        if '{{' in text or '{%' in text:
+            raise ValueError('%s: %s is more than a plain value or reference: %r' % (relative, key, found))
+        return text
 
     return resolve(name, ())
 
@@ -46,3 +54,8 @@ def rexec():
                                  client_env=value(OFFLOAD_COMMON_REXEC, 'offload_common_rexec_client_env'),
                                  config_dir=value(OFFLOAD_COMMON_REXEC, 'offload_common_rexec_config_dir'),
                                  install_dir=value(REXEC_DEFAULTS, 'rexec_install_dir'))
+
+
+def stock_sandbox_entrypoint():
+    """What the stock mode's CRI sandbox (pause) process runs: its argv."""
+    return value(STOCK_ENGINE_VARS, '__stock_engine_sandbox_entrypoint')

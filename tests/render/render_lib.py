@@ -4,8 +4,21 @@ import pathlib
 import subprocess
 import sys
 
+import yaml
+
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
+
+
+def render_template(template, dest, variables, mode='0644'):
+    """One template (a path) rendered to dest on the controller by ansible.builtin.template, with variables."""
+    dest = pathlib.Path(dest)
+    play = [{'hosts': 'localhost', 'gather_facts': False, 'connection': 'local', 'vars': variables,
+             'tasks': [{'ansible.builtin.template': {'src': str(template), 'dest': str(dest), 'mode': mode}}]}]
+    playbook = dest.parent / ('render-%s.yml' % dest.name)
+    playbook.write_text(yaml.safe_dump(play))
+    render(playbook, dest.parent, '-e', 'ansible_python_interpreter=' + sys.executable, inventory='localhost,')
+    return dest
 
 
 def render(playbook, render_dir, *extra, inventory=None):

@@ -160,6 +160,18 @@ def read_line(stream, timeout=10.0):
     return data
 
 
+def read_to_eof(handle, progress=None):
+    """Everything an unbuffered binary file (a fifo, a pipe) gives until EOF; each chunk's size goes to progress."""
+    chunks = []
+    while True:
+        data = handle.read(65536)
+        if not data:
+            return b"".join(chunks)
+        chunks.append(data)
+        if progress is not None:
+            progress.append(len(data))
+
+
 def process_group_alive(pgid):
     """True while any non-zombie process is in the group."""
     for entry in os.listdir("/proc"):

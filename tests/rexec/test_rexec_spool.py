@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from rexec_testlib import wait_until
+from rexec_testlib import read_to_eof, wait_until
 from test_rexec_streams import FIFORELAY, fifo_pair, in_thread, start_relay
 
 import rexec_spool
@@ -149,13 +149,8 @@ def write_all(path, data):
 
 def read_all(fd):
     os.set_blocking(fd, True)
-    chunks = []
-    while True:
-        data = os.read(fd, 65536)
-        if not data:
-            os.close(fd)
-            return b"".join(chunks)
-        chunks.append(data)
+    with os.fdopen(fd, "rb", buffering=0) as handle:
+        return read_to_eof(handle)
 
 
 def check_lines(data):
@@ -175,14 +170,14 @@ def check_lines(data):
 
 
 def stalled_transfer(writer_path, reader_path, count):
-    """A writer of `count` lines and a reader that reads nothing until released: (writer, release(), result)."""
+    """A writer of `count` lines and a reader that reads nothing until released: (writer, wrote, release, reader, result)."""
     release = threading.Event()
     result = {}
 
     def read():
         with open(reader_path, "rb", buffering=0) as handle:
             release.wait(60)
-            result["data"] = read_rest(handle)
+            result["data"] = read_to_eof(handle)
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
@@ -191,13 +186,14 @@ def stalled_transfer(writer_path, reader_path, count):
     return writer, wrote, release, reader, result
 
 
-def read_rest(handle):
-    chunks = []
-    while True:
-        data = handle.read(65536)
-        if not data:
-            return b"".join(chunks)
-        chunks.append(data)
+def spooled_past_a_stall(writer_path, reader_path, log):
+    """COUNT lines written while the far reader stalls, which must not block the writer: the numbers that arrived."""
+    writer, _wrote, release, reader, result = stalled_transfer(writer_path, reader_path, COUNT)
+    writer.join(60)
+    assert not writer.is_alive(), "the writer is blocked: %s" % log()[-2000:]
+    release.set()
+    reader.join(60)
+    return check_lines(result["data"])
 
 
 COUNT = 2500000     # about 33 MiB: more than loopback TCP buffers, the 2 MiB session window and the spool
@@ -216,12 +212,7 @@ def test_server_fifo_read_spools_while_the_far_reader_stalls(spool_host_server, 
           spool_host_server.client_env(), os.path.join(tree, "relay.log"), "relaying fifos")
     dpu_out, host_out = fifo_pair(tree, "fifo/7/c1-stdout")
     # The shim's end (HOST) writes; dockerd's end (DPU) stops reading.
-    writer, wrote, release, reader, result = stalled_transfer(host_out, dpu_out, COUNT)
-    writer.join(60)
-    assert not writer.is_alive(), "the writer is blocked: %s" % spool_host_server.log()[-2000:]
-    release.set()
-    reader.join(60)
-    numbers = check_lines(result["data"])
+    numbers = spooled_past_a_stall(host_out, dpu_out, spool_host_server.log)
     assert spool_host_server.wait_log("status=closed")
     audit = [line for line in spool_host_server.log().splitlines() if 'fifo_read="%s"' % host_out in line and "status=closed" in line]
     match = re.search(r"dropped=(\d+) dropped_lines=(\d+)", audit[-1])
@@ -234,12 +225,7 @@ def test_relay_side_host_spools_while_the_far_reader_stalls(host_server, tools, 
     os.makedirs(os.path.join(tree, "host", "fifo"))
     relay = start_relay(tools, host_server, tree, [os.path.join(tree, "host", "fifo", "*")])
     dpu_out, host_out = fifo_pair(tree, "fifo/8/c1-stdout")
-    writer, wrote, release, reader, result = stalled_transfer(host_out, dpu_out, COUNT)
-    writer.join(60)
-    assert not writer.is_alive(), "the writer is blocked: %s" % relay.log()[-2000:]
-    release.set()
-    reader.join(60)
-    numbers = check_lines(result["data"])
+    numbers = spooled_past_a_stall(host_out, dpu_out, relay.log)
     os.unlink(host_out)
     assert relay.wait_log("relay stop %s (removed" % host_out)
     match = re.search(r"relay stop %s \(removed; .*, (\d+) bytes \((\d+) lines\) dropped\)" % re.escape(host_out), relay.log())

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from rexec_testlib import FILES, PYTHON, UnixListener, run_client, wait_until
+from rexec_testlib import FILES, PYTHON, UnixListener, read_to_eof, run_client, wait_until
 
 import rexec_proto as proto
 import rexec_stream
@@ -381,14 +381,7 @@ def in_thread(function, *args):
 
 def read_fifo(path, progress=None):
     with open(path, "rb", buffering=0) as handle:
-        chunks = []
-        while True:
-            data = handle.read(65536)
-            if not data:
-                return b"".join(chunks)
-            chunks.append(data)
-            if progress is not None:
-                progress.append(len(data))
+        return read_to_eof(handle, progress)
 
 
 def write_fifo(path, data, pause=None):

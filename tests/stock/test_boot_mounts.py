@@ -8,9 +8,10 @@ import pathlib
 import subprocess
 import sys
 
-import yaml
-
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / 'tests' / 'render'))
+from render_lib import render_template  # noqa: E402  pylint: disable=wrong-import-position
+
 TEMPLATES = ROOT / 'roles/stock_engine/templates'
 
 # Stand-ins: mountpoint says yes for the paths in $MOUNTED; mount records its arguments.
@@ -19,18 +20,8 @@ MOUNT = '#!/bin/sh\nprintf "%s\\n" "$*" >> "$CALLS"\n'
 
 
 def render(tmp_path, template, **variables):
-    out = tmp_path / template.replace('.j2', '')
-    play = [{'hosts': 'localhost', 'gather_facts': False, 'connection': 'local',
-             'vars': dict({'__stock_engine_boot_unit': 'dpu-offload-stock-mounts.service'}, **variables),
-             'tasks': [{'ansible.builtin.template': {'src': str(TEMPLATES / template), 'dest': str(out), 'mode': '0755'}}]}]
-    playbook = tmp_path / ('render-%s.yml' % template)
-    playbook.write_text(yaml.safe_dump(play))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), ANSIBLE_NOCOLOR='1')
-    binary = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
-    command = [binary, '-i', 'localhost,', '-e', 'ansible_python_interpreter=' + sys.executable, str(playbook)]
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    return out
+    return render_template(TEMPLATES / template, tmp_path / template.replace('.j2', ''),
+                           dict({'__stock_engine_boot_unit': 'dpu-offload-stock-mounts.service'}, **variables), mode='0755')
 
 
 def test_the_boot_script_mounts_in_order_at_the_right_kind_of_mount_point(tmp_path):

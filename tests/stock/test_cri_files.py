@@ -9,7 +9,11 @@ import tarfile
 
 import pytest
 
-FILES = pathlib.Path(__file__).resolve().parents[2] / 'roles' / 'stock_engine' / 'files'
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / 'tools'))
+import role_defaults  # noqa: E402  pylint: disable=wrong-import-position
+
+FILES = ROOT / 'roles' / 'stock_engine' / 'files'
 PLUGIN = FILES / 'no_pod_network.sh'
 CONF = json.dumps({'cniVersion': '0.4.0', 'name': 'dpu-offload-no-pod-network',
                    'type': 'dpu-offload-no-pod-network'})
@@ -46,7 +50,7 @@ def test_version_and_an_unknown_command():
 
 
 def test_the_sandbox_image_is_the_same_bytes_every_time_and_runs_its_entrypoint(tmp_path):
-    entrypoint = ['/bin/sh', '-c', "trap 'exit 0' TERM INT; while :; do sleep 86400 & wait $!; done"]
+    entrypoint = role_defaults.stock_sandbox_entrypoint()
     busybox = tmp_path / 'busybox'
     busybox.write_bytes(b'\x7fELF stand-in')
     archives = []

@@ -1,32 +1,23 @@
 """The optional kubelet unit of the stock mode, rendered by Ansible from the
 role's template (no kubelet is packaged for the lab, so it never runs here)."""
 import configparser
-import os
 import pathlib
-import subprocess
 import sys
 
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / 'tests' / 'render'))
+from render_lib import render_template  # noqa: E402  pylint: disable=wrong-import-position
+
 DEFAULTS = yaml.safe_load((ROOT / 'roles/stock_engine/defaults/main.yml').read_text())
 
 
 def render(tmp_path, **extra):
-    out = tmp_path / 'kubelet.service'
-    play = [{'hosts': 'localhost', 'gather_facts': False, 'connection': 'local',
-             'vars': dict({'stock_engine_kubelet_binary': DEFAULTS['stock_engine_kubelet_binary'],
-                           'stock_engine_kubelet_args': DEFAULTS['stock_engine_kubelet_args'],
-                           'stock_engine_containerd_address': DEFAULTS['stock_engine_containerd_address']}, **extra),
-             'tasks': [{'ansible.builtin.template': {'src': str(ROOT / 'roles/stock_engine/templates/kubelet.service.j2'),
-                                                     'dest': str(out), 'mode': '0644'}}]}]
-    playbook = tmp_path / 'render.yml'
-    playbook.write_text(yaml.safe_dump(play))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), ANSIBLE_NOCOLOR='1')
-    binary = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
-    command = [binary, '-i', 'localhost,', '-e', 'ansible_python_interpreter=' + sys.executable, str(playbook)]
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    variables = dict({'stock_engine_kubelet_binary': DEFAULTS['stock_engine_kubelet_binary'],
+                      'stock_engine_kubelet_args': DEFAULTS['stock_engine_kubelet_args'],
+                      'stock_engine_containerd_address': DEFAULTS['stock_engine_containerd_address']}, **extra)
+    out = render_template(ROOT / 'roles/stock_engine/templates/kubelet.service.j2', tmp_path / 'kubelet.service', variables)
     unit = configparser.ConfigParser(interpolation=None, strict=False)
     unit.read_string(out.read_text())
     return unit

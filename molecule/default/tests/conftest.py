@@ -42,8 +42,8 @@ def dpu():
 
 def rexec(machine, command, env='', limit=None):
     """Run rexec on a node the way the wrappers do: with its client.env (killed after limit seconds, if given)."""
-    return machine.run("%ssh -c 'set -a; . %s; %s exec %s %s'" % ('timeout %d ' % limit if limit else '', REXEC.client_env,
-                                                                env, REXEC.client, command))
+    timeout = 'timeout %d ' % limit if limit else ''
+    return machine.run("%ssh -c 'set -a; . %s; %s exec %s %s'" % (timeout, REXEC.client_env, env, REXEC.client, command))
 
 
 def processes(machine, argv):
@@ -69,10 +69,11 @@ def wait(predicate, timeout=10.0):
     return predicate()
 
 
-def docker_container(dpu, name, image, loop):
-    """A detached docker container on the DPU running sh -c loop, removed before and after (a fixture body)."""
+def docker_container(dpu, name, image, loop, options=''):
+    """A detached docker container on the DPU running sh -c loop, with docker run's options, removed before and after
+    (a fixture body)."""
     dpu.run('docker rm -f %s' % name)
-    dpu.check_output("docker run -d --name %s %s sh -c '%s'" % (name, image, loop))
+    dpu.check_output("docker run -d %s--name %s %s sh -c '%s'" % (options + ' ' if options else '', name, image, loop))
     yield name
     dpu.run('docker rm -f %s' % name)
 

@@ -13,7 +13,7 @@ import pytest
 from cri_api.v1 import api_pb2 as api
 from cri_api.v1 import api_pb2_grpc as stubs
 
-from conftest import processes, wait
+from conftest import processes, role_defaults, wait
 
 SANDBOX_IMAGE = 'localhost/dpu-offload/pause:1'
 IMAGE = 'localhost/dpu-offload/busybox:latest'
@@ -83,7 +83,8 @@ def test_the_sandbox_runs_on_the_host_and_is_ready(cri, pod, hostnode, dpu):
     assert status.state == api.SANDBOX_READY
     # runc on the HOST runs the sandbox, in CRI's containerd namespace; the DPU runs no pause.
     assert pod_id in hostnode.check_output('runc --root /run/containerd/runc/k8s.io list -q').split()
-    pause = "/bin/sh -c trap 'exit 0' TERM INT; while :; do sleep 86400 & wait $!; done"
+    # ps shows the role's entrypoint as its words joined by spaces.
+    pause = ' '.join(role_defaults.stock_sandbox_entrypoint())
     assert processes(hostnode, pause) and not processes(dpu, pause)
 
 

@@ -43,16 +43,16 @@ NAME = 'fault-proof'
 LOOP = "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"
 
 
-def _state(dpu):
-    return json.loads(dpu.check_output('docker inspect %s' % NAME))[0]['State']
+def _state(dpu, name=NAME):
+    return json.loads(dpu.check_output('docker inspect %s' % name))[0]['State']
 
 
 def _main_pid(machine, unit):
     return int(machine.check_output('systemctl show -p MainPID --value %s' % unit))
 
 
-def _log_lines(dpu):
-    return len(dpu.run('docker logs %s' % NAME).stdout.splitlines())
+def _log_lines(dpu, name=NAME):
+    return len(dpu.run('docker logs %s' % name).stdout.splitlines())
 
 
 def report(fault, kept, recovery, dropped):
@@ -65,6 +65,18 @@ def report(fault, kept, recovery, dropped):
 
 def _exec_works(dpu, name):
     return dpu.run('timeout 15 docker exec %s echo alive' % name).stdout == 'alive\n'
+
+
+def _still_managed(hostnode, dpu, name, pid, since, timeout):
+    """Seconds from since until docker execs in the container again; it must still be the same HOST process, its
+    log still growing."""
+    assert wait(lambda: _exec_works(dpu, name), timeout=timeout)
+    recovery = time.monotonic() - since
+    state = _state(dpu, name)
+    assert state['Running'] and state['Pid'] == pid and hostnode.file('/proc/%d' % pid).exists
+    lines = _log_lines(dpu, name)
+    assert wait(lambda: _log_lines(dpu, name) > lines + 3, timeout=15)
+    return recovery
 
 
 @pytest.fixture(scope='module')
@@ -84,12 +96,7 @@ def test_a_killed_rexec_server_comes_back_and_the_container_stays_managed(reques
     assert wait(lambda: machine.run('systemctl is-active rexec.service').stdout.strip() == 'active'
                 and _main_pid(machine, 'rexec.service') not in (0, server), timeout=20)
     # Still running, same HOST process, and managed: exec, logs that keep coming.
-    assert wait(lambda: _exec_works(dpu, container), timeout=20)
-    recovery = time.monotonic() - killed
-    state = _state(dpu)
-    assert state['Running'] and state['Pid'] == pid and hostnode.file('/proc/%d' % pid).exists
-    lines = _log_lines(dpu)
-    assert wait(lambda: _log_lines(dpu) > lines + 3, timeout=15)
+    recovery = _still_managed(hostnode, dpu, container, pid, killed, timeout=20)
     # containerd never took the shim for dead.
     journal = dpu.check_output('timeout 30 journalctl -u containerd.service --since @%s --no-pager' % since)
     assert not [line for line in journal.splitlines() if 'shim disconnected' in line and cid in line]
@@ -101,12 +108,7 @@ def test_a_restarted_engine_keeps_the_container_running_and_managed(unit, hostno
     pid = _state(dpu)['Pid']
     restarted = time.monotonic()
     dpu.check_output('systemctl restart %s' % unit)
-    assert wait(lambda: _exec_works(dpu, container), timeout=60)
-    recovery = time.monotonic() - restarted
-    state = _state(dpu)
-    assert state['Running'] and state['Pid'] == pid and hostnode.file('/proc/%d' % pid).exists
-    lines = _log_lines(dpu)
-    assert wait(lambda: _log_lines(dpu) > lines + 3, timeout=15)
+    recovery = _still_managed(hostnode, dpu, container, pid, restarted, timeout=60)
     report('%s restart (DPU)' % unit.split('.')[0], '1/1', recovery, 0)
 
 
@@ -168,11 +170,8 @@ def link(dpu):
 
 @pytest.fixture
 def chatty(dpu):
-    dpu.run('docker rm -f %s' % CHATTY)
     # -i: stdin stays open (and silent) for the loop's `read -t`.
-    dpu.check_output("docker run -d -i --name %s %s sh -c '%s'" % (CHATTY, IMAGE, CHATTY_LOOP))
-    yield CHATTY
-    dpu.run('docker rm -f %s' % CHATTY)
+    yield from docker_container(dpu, CHATTY, IMAGE, CHATTY_LOOP, options='-i')
 
 
 def _log_gaps(dpu, name):
@@ -276,26 +275,25 @@ def test_a_dpu_reboot_keeps_the_container_running_and_managed(hostnode, dpu, sur
 
 
 @pytest.fixture
-def doomed(dpu):
-    names = ('fault-host-plain', 'fault-host-always')
-    for name in names:
-        dpu.run('docker rm -f %s' % name)
-    dpu.check_output("docker run -d --name %s %s sh -c '%s'" % (names[0], IMAGE, LOOP))
-    dpu.check_output("docker run -d --restart=always --name %s %s sh -c '%s'" % (names[1], IMAGE, LOOP))
-    yield names
-    for name in names:
-        dpu.run('docker rm -f %s' % name)
+def doomed_plain(dpu):
+    yield from docker_container(dpu, 'fault-host-plain', IMAGE, LOOP)
 
 
-def test_a_host_reboot_ends_its_containers_and_the_dpu_recovers(hostnode, dpu, doomed):
-    plain, always = doomed
+@pytest.fixture
+def doomed_always(dpu):
+    yield from docker_container(dpu, 'fault-host-always', IMAGE, LOOP, options='--restart=always')
+
+
+def test_a_host_reboot_ends_its_containers_and_the_dpu_recovers(hostnode, dpu, doomed_plain, doomed_always):
+    plain, always = doomed_plain, doomed_always
     old = json.loads(dpu.check_output('docker inspect %s' % always))[0]['State']['Pid']
     rebooted = time.monotonic()
     _reboot(hostnode)
     assert wait(lambda: _booted(hostnode), timeout=BOOT)
 
     def recovered():
-        states = {item['Name'].lstrip('/'): item['State'] for item in json.loads(dpu.check_output('docker inspect %s %s' % doomed))}
+        inspect = json.loads(dpu.check_output('docker inspect %s %s' % (plain, always)))
+        states = {item['Name'].lstrip('/'): item['State'] for item in inspect}
         return (not states[plain]['Running'] and states[always]['Running'] and states[always]['Pid'] != old
                 and _exec_works(dpu, always))
 
