@@ -4,13 +4,12 @@ byte for byte as qtfs_server rendered them before the transport had a role of
 its own, and the mounts of both engine modes with the options and sources that
 qtfs_client and stock_engine each derived by hand before; then one setting
 moving the key and the port for every mode."""
-import json
 import pathlib
 
 import pytest
 import yaml
 
-from render_lib import render
+from render_lib import node_data, render
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -96,10 +95,6 @@ def out(tmp_path_factory):
     return _render(tmp_path_factory.mktemp('sshfs'))
 
 
-def _data(out, node):
-    return json.loads((out / node / 'data.json').read_text())
-
-
 def _bracketed(address):
     return '[%s]' % address if ':' in address else address
 
@@ -113,15 +108,15 @@ def test_the_endpoint_files_are_what_qtfs_server_rendered(out, node, address):
 
 def test_the_patched_dpu_mounts_its_hosts_directories_with_the_options_of_before(out):
     for pair, (host, _dpu) in PAIRS.items():
-        mounts = _data(out, pair + '-dpu')['patched_mounts']
+        mounts = node_data(out, pair + '-dpu')['patched_mounts']
         assert [m['src'] for m in mounts] == ['root@%s:%s' % (_bracketed(host), e['path']) for e in SHARED_LIST]
         assert [m['opts'] for m in mounts] == [','.join(o for o in (OPTS_BEFORE, e.get('sshfs_opts')) if o) for e in SHARED_LIST]
-        assert _data(out, pair + '-dpu')['known_hosts'] == '[%s]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRlc3Q=\n' % host
+        assert node_data(out, pair + '-dpu')['known_hosts'] == '[%s]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRlc3Q=\n' % host
 
 
 def test_the_stock_host_mounts_the_dpus_directories_at_their_own_paths(out):
     for pair, (_host, dpu) in PAIRS.items():
-        host_data, dpu_data = _data(out, pair + '-host'), _data(out, pair + '-dpu')
+        host_data, dpu_data = node_data(out, pair + '-host'), node_data(out, pair + '-dpu')
         mounts = host_data['stock_mounts']
         assert {m['path']: m['opts'] for m in mounts} == {path: OPTS_BEFORE + ',' + extra for path, extra in STOCK_EXTRA.items()}
         assert all(m['src'] == 'root@%s:%s' % (_bracketed(dpu), m['path']) and m['fstype'] == 'fuse.sshfs' for m in mounts)
@@ -137,12 +132,12 @@ def test_one_setting_moves_the_key_and_the_port_for_both_modes(tmp_path):
                     '-e', '{"offload_common_sshfs_options": ["reconnect"]}')
     opts = 'reconnect,IdentityFile=/opt/keys/id_ed25519,UserKnownHostsFile=/opt/keys/known_hosts,port=2022'
     for pair, (host, dpu) in PAIRS.items():
-        patched = _data(moved, pair + '-dpu')['patched_mounts']
-        stock = _data(moved, pair + '-host')['stock_mounts']
+        patched = node_data(moved, pair + '-dpu')['patched_mounts']
+        stock = node_data(moved, pair + '-host')['stock_mounts']
         assert patched and stock
         assert all(m['opts'].startswith(opts) and '/etc/dpu-offload/sshfs' not in m['opts'] for m in patched + stock)
-        assert _data(moved, pair + '-host')['sshfs_mount'] == {
+        assert node_data(moved, pair + '-host')['sshfs_mount'] == {
             'source': 'root@' + _bracketed(dpu), 'opts': opts,
             'identity': '/opt/keys/id_ed25519', 'known_hosts': '/opt/keys/known_hosts'}
-        assert _data(moved, pair + '-dpu')['known_hosts'].startswith('[%s]:2022 ' % host)
+        assert node_data(moved, pair + '-dpu')['known_hosts'].startswith('[%s]:2022 ' % host)
         assert 'Port 2022\n' in (moved / (pair + '-host') / 'sshd_config').read_text()
