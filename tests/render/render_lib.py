@@ -1,4 +1,5 @@
 """Runs a render playbook of tests/render on the controller, with the stand-in pair of inventory.yml."""
+import json
 import os
 import pathlib
 import subprocess
@@ -29,3 +30,8 @@ def render(playbook, render_dir, *extra, inventory=None):
                              '-e', 'render_dir=%s' % render_dir, *extra],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def node_data(render_dir, node):
+    """The data.json a render playbook wrote for node."""
+    return json.loads((pathlib.Path(render_dir) / node / 'data.json').read_text())
