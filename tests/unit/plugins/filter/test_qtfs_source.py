@@ -176,3 +176,12 @@ def test_bad_inputs():
         qtfs_source_problems(['qtfs/Makefile'], '6.1.0')
     with pytest.raises(AnsibleFilterError, match='tcp or vsock'):
         qtfs_source_problems(GOOD, '6.1.0', connection='rdma')
+
+
+def test_the_role_reads_the_files_the_filter_looks_at():
+    import pathlib
+    import yaml
+    from ansible_collections.dpu.offload.plugins.filter.qtfs_source import SOURCE_FILES
+    root = pathlib.Path(__file__).resolve().parents[4]
+    role_vars = yaml.safe_load((root / 'roles/offload_common/vars/main.yml').read_text())
+    assert role_vars['__offload_common_qtfs_source_files'] == list(SOURCE_FILES)
