@@ -117,7 +117,7 @@ bench-engine: venv ## docker run/exec and ctr run on a deployed lab pair, offloa
 chaos: venv ## run the faults on a deployed lab (make demo first) and print fault, containers kept, recovery, lines dropped
 	mkdir -p .build && rm -f .build/chaos.jsonl
 	cd molecule/default && ansible-playbook -i $(CURDIR)/inventories/lab side_effect.yml > $(CURDIR)/.build/chaos-prepare.log
-	status=0; LAB_INVENTORY=inventories/lab LINK_CUT=1 CHAOS_REPORT=$(CURDIR)/.build/chaos.jsonl timeout 1200 \
+	status=0; LAB_INVENTORY=inventories/lab CHAOS_REPORT=$(CURDIR)/.build/chaos.jsonl timeout 1200 \
 		pytest -q -p no:cacheprovider molecule/default/tests/test_faults.py || status=$$?; \
 	python tools/chaos_table.py .build/chaos.jsonl; exit $$status
 

@@ -32,7 +32,11 @@ def relay(tmp_path, monkeypatch):
     nodes all have one inode number, as when a file system reuses it."""
     mod = load_relay_module()
     started = []
-    monkeypatch.setattr(mod.Relay, "start", lambda self: started.append(self))
+
+    def record(self):
+        started.append(self)
+
+    monkeypatch.setattr(mod.Relay, "start", record)
     reused = (1, 42)
     monkeypatch.setattr(mod.rexec_stream, "fifo_ident",
                         lambda path: reused if os.path.exists(path) else None)

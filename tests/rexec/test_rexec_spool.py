@@ -142,6 +142,27 @@ def test_spool_stops_reading_when_its_reader_goes(tmp_path):
     spool.close()
 
 
+def test_what_the_spool_holds_when_its_reader_goes_is_counted_as_dropped(tmp_path):
+    path = str(tmp_path / "log")
+    os.mkfifo(path)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    said = []
+    spool = rexec_spool.Spool(fd, LIMIT, path, said.append)
+    writer = os.open(path, os.O_WRONLY)
+    data = lines(0, 60000)              # more than the pipe to the relay and the spool together hold
+    in_thread(lambda: os.write(writer, data))
+    # Nobody reads the relay's end: the pipe to it fills, then the spool.
+    assert wait_until(lambda: len(spool.bounded.buf) >= LIMIT // 2, 5)
+    held = bytes(spool.bounded.buf)
+    os.close(spool.rfd)                 # the session broke: the relay's end goes
+    assert wait_until(lambda: not spool.thread.is_alive(), 5)
+    os.close(writer)
+    assert spool.dropped_lines >= held.count(b"\n") > 0
+    assert spool.bounded.buf == bytearray()
+    assert any("lines dropped in all" in line and str(spool.dropped_lines) in line for line in said)
+    spool.close()
+
+
 def write_all(path, data):
     with open(path, "wb") as handle:
         handle.write(data)

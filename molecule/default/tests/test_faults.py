@@ -185,10 +185,11 @@ def _log_gaps(dpu, name):
     return lines, missing
 
 
-# Every call it makes has its own limit, and the whole test one more: it once
-# hung while the link was down, and pytest-timeout then prints every stack.
+# Every call it makes has its own limit, and the whole test one more (an
+# earlier version once hung while the link was down; pytest-timeout would
+# print every stack).
 @pytest.mark.timeout(CUT + RECOVERY + 240)
-@pytest.mark.skipif(os.environ.get('LINK_CUT') != '1', reason='the link cut runs in make chaos (LINK_CUT=1), not in make test')
+@pytest.mark.skipif(os.environ.get('LINK_CUT') == '0', reason='LINK_CUT=0: the link cut is left out')
 def test_a_cut_link_neither_stops_nor_blocks_a_chatty_container(hostnode, dpu, link, chatty):
     inspect = json.loads(dpu.check_output('timeout 30 docker inspect %s' % chatty))[0]
     pid, cid = inspect['State']['Pid'], inspect['Id']
@@ -217,22 +218,28 @@ def test_a_cut_link_neither_stops_nor_blocks_a_chatty_container(hostnode, dpu, l
     assert rexec(hostnode, '/usr/bin/true', limit=30).rc == 126
     state = json.loads(dpu.check_output('timeout 30 docker inspect %s' % chatty))[0]['State']
     assert state['Running'] and state['Pid'] == pid
-    # What was dropped is what the HOST counted: every burst of drops that has ended (the spool takes
-    # bytes again) is a gap in docker's log of exactly the lines it logged.
-    burst = re.compile(r'/run/docker/containerd/%s/init-stdout: the peer takes this fifo.s bytes again; '
-                       r'\d+ bytes, (\d+) lines were dropped' % cid)
+    # What was dropped is what the HOST counted: a burst of drops that ended (the spool takes bytes
+    # again) or a session that ended (the link took it down; what its spool still held is counted
+    # too) is a gap in docker's log of the lines it counted. A session that broke also loses what
+    # was on its way (the relay's pipe, the socket's buffers): a few MiB at most, never counted.
+    fifo = r'/run/docker/containerd/%s/init-stdout: ' % cid
+    counts = [re.compile(fifo + r'the peer takes this fifo.s bytes again; \d+ bytes, (\d+) lines were dropped'),
+              re.compile(fifo + r'\d+ bytes, (\d+) lines dropped in all while the peer did not take them')]
+    in_flight = (4 << 20) // len('line 100000 %s\n' % ('x' * 400))
     tally = {}
 
     def settled():
         journal = hostnode.check_output('timeout 30 journalctl -u rexec.service --since @%s --no-pager' % since)
-        tally['counted'] = sum(int(count) for count in burst.findall(journal))
+        bursts, ended = ([int(count) for count in pattern.findall(journal)] for pattern in counts)
+        tally['counted'], tally['sessions_ended'] = sum(bursts) + sum(ended), len(ended)
         tally['lines'], tally['missing'] = _log_gaps(dpu, chatty)
-        return tally['counted'] > 0 and tally['missing'] == tally['counted']
+        uncounted = tally['missing'] - tally['counted']
+        return tally['counted'] > 0 and (uncounted == 0 or (ended and 0 < uncounted <= in_flight))
 
     assert wait(settled, timeout=60), tally
     journal = dpu.check_output('timeout 30 journalctl -u containerd.service --since @%s --no-pager' % since)
     assert not [line for line in journal.splitlines() if 'shim disconnected' in line and cid in line]
-    report('link cut %d s' % CUT, '1/1', recovery, tally['counted'])
+    report('link cut %d s' % CUT, '1/1', recovery, tally['missing'])
 
 
 # --------------------------------------------------------------------------

@@ -86,6 +86,13 @@ class Bounded:
         self.buf += data
         self.kept += len(data)
 
+    def lose_kept(self):
+        """Count what is kept as dropped and forget it (nobody will take it any more)."""
+        if self.buf:
+            self.dropped += len(self.buf)
+            self.dropped_lines += self.buf.count(b"\n")
+            del self.buf[:]
+
     def drop(self, data):
         if not data:
             return
@@ -135,6 +142,9 @@ class Spool:
                 if fd is not None:
                     os.close(fd)
             self.src = self.wfd = None
+            # What the spool still holds when the relay goes (its session broke) never reaches
+            # the peer: it is lost like the lines dropped before, and counted with them.
+            self.bounded.lose_kept()
             if self.dropped:
                 self.log("%s: %d bytes, %d lines dropped in all while the peer did not take them"
                          % (self.name, self.dropped, self.dropped_lines))
