@@ -90,12 +90,16 @@ def test_a_long_burst_is_logged_now_and_then():
 # the spool's thread, on a real fifo
 
 
-def test_spool_never_blocks_the_writer_and_hands_on_what_it_kept(tmp_path):
-    path = str(tmp_path / "c1-stdout")
+def spool_on_a_fifo(tmp_path, name):
+    """A new fifo, read by a Spool (what it logs goes to the list returned)."""
+    path = str(tmp_path / name)
     os.mkfifo(path)
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     said = []
-    spool = rexec_spool.Spool(fd, LIMIT, path, said.append)
+    return path, rexec_spool.Spool(os.open(path, os.O_RDONLY | os.O_NONBLOCK), LIMIT, path, said.append), said
+
+
+def test_spool_never_blocks_the_writer_and_hands_on_what_it_kept(tmp_path):
+    path, spool, said = spool_on_a_fifo(tmp_path, "c1-stdout")
     payload = lines(0, 400000)          # about 5 MiB; nobody reads the spool's pipe meanwhile
     writer, wrote = in_thread(write_all, path, payload)
     writer.join(20)
@@ -143,11 +147,7 @@ def test_spool_stops_reading_when_its_reader_goes(tmp_path):
 
 
 def test_what_the_spool_holds_when_its_reader_goes_is_counted_as_dropped(tmp_path):
-    path = str(tmp_path / "log")
-    os.mkfifo(path)
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    said = []
-    spool = rexec_spool.Spool(fd, LIMIT, path, said.append)
+    path, spool, said = spool_on_a_fifo(tmp_path, "log")
     writer = os.open(path, os.O_WRONLY)
     data = lines(0, 60000)              # more than the pipe to the relay and the spool together hold
     in_thread(lambda: os.write(writer, data))
