@@ -226,6 +226,7 @@ def write_initramfs(tree, abi, modules, init, output):
     try:
         os.makedirs(os.path.join(stage, 'bin'))
         shutil.copy2(os.path.join(tree, 'bin/busybox'), os.path.join(stage, 'bin/busybox'))
+        os.symlink('busybox', os.path.join(stage, 'bin/sh'))
         for path in order:
             target = os.path.join(stage, 'lib/modules', path)
             os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -253,6 +254,8 @@ def build(cache_dir, name, image_settings, abi, public_key, nice=10, tmp_dir=Non
     os.makedirs(cache_dir, exist_ok=True)
     out = artifacts(cache_dir, name)
     tree = tempfile.mkdtemp(prefix='dpu-offload-vm-rootfs.', dir=tmp_dir or '/var/tmp')
+    # The guest's / (mkdtemp makes it 0700, which also keeps apt's _apt user out).
+    os.chmod(tree, 0o755)
     try:
         log('building %s (kernel %s) from %s, once' % (name, abi, mirror))
         _run(niced + ['debootstrap', '--variant=minbase', '--include=' + ','.join(base), suite, tree, mirror])

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The VM lab: the HOST and the DPU of an inventory as two QEMU guests.
 
   vmlab.py deps                 install the tools it needs from Debian, where missing
@@ -317,8 +316,8 @@ def status(inventory, settings):
     for node in nodes(inventory, settings):
         pid = running(node)
         where = '127.0.0.1:%d, link %s' % (node['port'], node['address'])
-        print('%s (%s): %s' % (node['name'], node['role'], 'pid %d, %d MiB, %s' % (pid, rss_mib(pid), where)
-                                if pid else 'not running'))
+        state = 'pid %d, %d MiB, %s' % (pid, rss_mib(pid), where) if pid else 'not running'
+        print('%s (%s): %s' % (node['name'], node['role'], state))
 
 
 def down():
