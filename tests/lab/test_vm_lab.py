@@ -385,3 +385,29 @@ def test_main_reports_a_bad_inventory_without_a_traceback(tmp_path, capsys):
     inventory = _inventory(tmp_path, {}, {})
     assert vmlab.main(['status', '-i', inventory]) == 1
     assert 'exactly one host, not 0' in capsys.readouterr().err
+
+
+def test_deps_installs_only_the_missing_tools_updating_stale_lists_once(tmp_path, monkeypatch):
+    """A fresh machine: no QEMU, no debootstrap; apt's lists too old until an update."""
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    calls = tmp_path / 'calls'
+    (bin_dir / 'apt-get').write_text(
+        '#!/bin/sh\necho "apt-get $*" >> %s\n'
+        '[ "$1" = update ] && { : > %s/updated; exit 0; }\n[ -e %s/updated ] || exit 100\n'
+        % (calls, tmp_path, tmp_path))
+    (bin_dir / 'apt-get').chmod(0o755)
+    for present in ('mkfs.ext4', 'ssh', 'ssh-keygen'):
+        (bin_dir / present).write_text('#!/bin/sh\n')
+        (bin_dir / present).chmod(0o755)
+    monkeypatch.setenv('PATH', str(bin_dir))
+    vmlab.deps()
+    install = 'apt-get install -y -q --no-install-recommends cpio debootstrap qemu-system-x86 qemu-utils'
+    assert calls.read_text().splitlines() == [install, 'apt-get update -q', install]
+
+
+def test_a_guest_that_died_while_booting_is_reported_with_its_console(lab_dirs):
+    node = vmlab.nodes(str(INVENTORY), SETTINGS)[0]
+    (lab_dirs / 'state' / (node['name'] + '.console.log')).write_text('initramfs: /dev/vda did not appear\n')
+    with pytest.raises(vmlab.LabError, match='QEMU exited while booting(.|\n)*/dev/vda did not appear'):
+        vmlab.wait_for(node, time.monotonic(), time.monotonic() + 60)
