@@ -108,8 +108,9 @@ def apt_mirrors(sources_text, suite):
 
 def machine_mirrors(suite):
     texts = []
+    parts = '/etc/apt/sources.list.d'
     for path in ['/etc/apt/sources.list'] + sorted(
-            os.path.join('/etc/apt/sources.list.d', f) for f in os.listdir('/etc/apt/sources.list.d')
+            os.path.join(parts, f) for f in (os.listdir(parts) if os.path.isdir(parts) else [])
             if f.endswith(('.list', '.sources'))):
         if os.path.exists(path):
             with open(path, encoding='utf-8') as handle:

@@ -223,6 +223,12 @@ def ensure_image(settings):
     public_key = ensure_key()
     abi = image.kernel_abi(settings['vm_image'])
     name = image.image_name(settings['vm_image'], abi, public_key)
+    if not image.cached(cache_dir(), name) and not settings['vm_image'].get('kernel_abi'):
+        # A build takes minutes anyway: resolve the kernel against fresh lists,
+        # since the archive keeps only the newest ABI package.
+        subprocess.run(['apt-get', 'update', '-q'], stdout=sys.stderr, check=True)
+        abi = image.kernel_abi(settings['vm_image'])
+        name = image.image_name(settings['vm_image'], abi, public_key)
     if not image.cached(cache_dir(), name):
         started = time.monotonic()
         image.build(cache_dir(), name, settings['vm_image'], abi, public_key, nice=settings['vm_nice'],

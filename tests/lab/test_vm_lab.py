@@ -411,3 +411,34 @@ def test_a_guest_that_died_while_booting_is_reported_with_its_console(lab_dirs):
     (lab_dirs / 'state' / (node['name'] + '.console.log')).write_text('initramfs: /dev/vda did not appear\n')
     with pytest.raises(vmlab.LabError, match='QEMU exited while booting(.|\n)*/dev/vda did not appear'):
         vmlab.wait_for(node, time.monotonic(), time.monotonic() + 60)
+
+
+def _ensure_image_world(lab_dirs, monkeypatch, abis, cached_names=()):
+    calls = []
+    monkeypatch.setattr(vmlab, 'deps', lambda: None)
+    monkeypatch.setattr(vmlab, 'ensure_key', lambda: 'ssh-ed25519 AAAA lab')
+    monkeypatch.setattr(image, 'kernel_abi', lambda s: abis.pop(0) if len(abis) > 1 else abis[0])
+    monkeypatch.setattr(image, 'cached', lambda d, name: name in cached_names)
+    monkeypatch.setattr(image, 'build', lambda d, name, s, abi, key, **_: calls.append(('build', abi)))
+    monkeypatch.setattr(vmlab.subprocess, 'run', lambda argv, **_: calls.append(tuple(argv)))
+    return calls
+
+
+def test_a_cached_image_is_used_without_touching_apt(lab_dirs, monkeypatch):
+    name = image.image_name(SETTINGS['vm_image'], '6.1.0-57-amd64', 'ssh-ed25519 AAAA lab')
+    calls = _ensure_image_world(lab_dirs, monkeypatch, ['6.1.0-57-amd64'], [name])
+    assert vmlab.ensure_image(SETTINGS)['.img'].endswith(name + '.img')
+    assert calls == []
+
+
+def test_a_build_resolves_the_kernel_against_fresh_lists_first(lab_dirs, monkeypatch):
+    # The machine's lists say -57; after an update the archive has -58 only.
+    calls = _ensure_image_world(lab_dirs, monkeypatch, ['6.1.0-57-amd64', '6.1.0-58-amd64'])
+    artifacts = vmlab.ensure_image(SETTINGS)
+    assert calls == [('apt-get', 'update', '-q'), ('build', '6.1.0-58-amd64')]
+    assert artifacts['.img'].endswith(image.image_name(SETTINGS['vm_image'], '6.1.0-58-amd64',
+                                                       'ssh-ed25519 AAAA lab') + '.img')
+    # A pinned ABI is built as it is.
+    calls = _ensure_image_world(lab_dirs, monkeypatch, ['6.1.0-50-amd64'])
+    vmlab.ensure_image(dict(SETTINGS, vm_image=dict(SETTINGS['vm_image'], kernel_abi='6.1.0-50-amd64')))
+    assert calls == [('build', '6.1.0-50-amd64')]
