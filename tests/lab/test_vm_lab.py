@@ -66,6 +66,12 @@ def test_the_inventory_has_the_container_labs_groups_and_the_qtfs_transport():
     group_vars = yaml.safe_load((INVENTORY / 'group_vars/all.yml').read_text())
     assert group_vars['ansible_connection'] == 'ssh'
     assert group_vars['dpu_offload_transport'] == 'qtfs'
+    # No vsock between QEMU guests here: the TCP test-mode build, from a source archive.
+    assert group_vars['offload_common_qtfs_connection'] == 'tcp'
+    assert group_vars['qtfs_server_source'] == group_vars['qtfs_client_module_source'] == 'build'
+    assert group_vars['qtfs_server_source_archive'] == group_vars['qtfs_client_source_archive'] \
+        == '{{ lab_qtfs_archive }}'
+    assert "lookup('ansible.builtin.env', 'QTFS_SOURCE')" in group_vars['lab_qtfs_archive']
     # The key and known_hosts of the lab, never the user's.
     assert '.lab/vm-image/ssh/id_ed25519' in group_vars['ansible_ssh_private_key_file']
     assert 'UserKnownHostsFile={{ inventory_dir }}/../../.lab/vm/known_hosts' in group_vars['ansible_ssh_common_args']
@@ -83,6 +89,11 @@ def test_ansible_reads_the_inventory_with_its_paths_resolved():
     hostvars = json.loads(out)
     assert hostvars['ansible_port'] == 2222 and hostvars['ansible_host'] == '127.0.0.1'
     assert hostvars['dpu_offload_host'] == 'vm-host'
+    out = subprocess.run([ansible_inventory.replace('ansible-inventory', 'ansible'), 'vm-dpu', '-i', str(INVENTORY),
+                          '-m', 'ansible.builtin.debug', '-a', 'var=qtfs_client_source_archive'],
+                         capture_output=True, text=True, check=True, cwd=str(ROOT),
+                         env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), QTFS_SOURCE='/srv/qtfs.tar.gz')).stdout
+    assert 'qtfs_client_source_archive: /srv/qtfs.tar.gz' in out
 
 
 @pytest.mark.parametrize('hosts, dpus, message', [
