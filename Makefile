@@ -9,7 +9,19 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # PAIRS=N (1-10) runs the lab and the playbooks on N HOST/DPU pairs at once;
 # pair 1 is inventories/lab, larger fleets get a generated inventory.
 PAIRS ?= 1
+# LAB=vm runs the lab targets (demo, lab-up, lab-down, lab-image, lab-clean,
+# teardown) on two QEMU guests instead of containers: inventories/vm, one pair.
+LAB ?= container
+ifeq ($(filter container vm,$(LAB)),)
+$(error LAB is container (the default) or vm, not $(LAB))
+endif
+ifeq ($(LAB)-$(PAIRS),vm-1)
+INVENTORY ?= inventories/vm
+else ifeq ($(LAB),vm)
+$(error the VM lab is one pair: PAIRS=$(PAIRS) needs LAB=container)
+endif
 INVENTORY ?= $(if $(filter 1,$(PAIRS)),inventories/lab,.lab/pairs-$(PAIRS))
+VMLAB := $(BIN)/python lab/vm/vmlab.py
 # ansible-test wants the tree at .../ansible_collections/dpu/offload, outside
 # any other git checkout.
 ATEST_ROOT ?= $(or $(TMPDIR),/tmp)/dpu-offload-ansible-test
@@ -22,7 +34,7 @@ space := $(empty) $(empty)
 PYENV_BINS := $(subst $(space),:,$(wildcard $(HOME)/.pyenv/versions/3.*/bin))
 ATEST_PATH := $(BIN)$(if $(PYENV_BINS),:$(PYENV_BINS)):$(PATH)
 
-.PHONY: help venv demo teardown inventory bench-playbook ee test unit lint sanity units molecule changelog-lint importer \
+.PHONY: help venv vm-smoke demo teardown inventory bench-playbook ee test unit lint sanity units molecule changelog-lint importer \
 	build install-check lab-up lab-down lab-image lab-clean bench-rexec bench-mounts bench-engine bench-quick chaos clean
 
 help:
@@ -38,7 +50,7 @@ $(VENV)/.stamp: requirements.txt tools/ansible-test-pip-seed.sh
 
 venv: $(VENV)/.stamp ## virtualenv with the pinned dependencies
 
-demo: venv lab-up ## bring the lab up, deploy the offload, verify it and show the report (PAIRS=N)
+demo: venv lab-up ## bring the lab up, deploy the offload, verify it and show the report (PAIRS=N, or LAB=vm)
 	ansible-playbook playbooks/offload.yml -i $(INVENTORY)
 	ansible-playbook playbooks/verify.yml -i $(INVENTORY)
 
@@ -49,6 +61,9 @@ teardown: venv ## undo the offload on the lab (the containers stay)
 	$(BIN)/python tools/lab_inventory.py $* .lab/pairs-$*
 
 inventory: $(if $(filter 1,$(PAIRS)),,.lab/pairs-$(PAIRS)/hosts.yml)
+
+vm-smoke: venv ## boot the VM lab (LAB=vm), ping both guests with Ansible and over the private link, take it down (KEEP=1 keeps it)
+	lab/vm/smoke.sh
 
 test: venv unit lint changelog-lint sanity units importer install-check bench-quick molecule ## everything CI checks
 
@@ -88,17 +103,31 @@ molecule: venv lab-image ## molecule test, every scenario
 	mkdir -p .build
 	molecule test --all 2>&1 | tee .build/molecule.log || { status=$$?; python tools/failure_digest.py .build/molecule.log; exit $$status; }
 
-lab-image: venv ## Docker engine running and the lab base image built (once)
+ifeq ($(LAB),vm)
+lab-image: venv
+	$(VMLAB) image
+
+lab-up: venv
+	$(VMLAB) up -i $(INVENTORY)
+
+lab-down: venv
+	$(VMLAB) down
+
+lab-clean: venv
+	$(VMLAB) clean
+else
+lab-image: venv ## Docker engine running and the lab base image built (once); LAB=vm: the guest image
 	lab/lab.sh image
 
-lab-up: venv inventory ## create/start the lab containers from the inventory (PAIRS=N)
+lab-up: venv inventory ## create/start the lab containers from the inventory (PAIRS=N); LAB=vm: boot the two QEMU guests
 	ansible-playbook lab/lab.yml -i $(INVENTORY)
 
-lab-down: venv inventory ## remove the lab containers and network (only the project's)
+lab-down: venv inventory ## remove the lab containers and network (only the project's); LAB=vm: stop the guests by pid
 	ansible-playbook lab/lab.yml -i $(INVENTORY) -e lab_state=absent
 
-lab-clean: lab-down ## lab-down, then remove the lab base image too
+lab-clean: lab-down ## lab-down, then remove the lab base image too (LAB=vm: the guest image and key)
 	lab/lab.sh rmi
+endif
 
 bench-rexec: venv ## rexec against OpenSSH on loopback
 	python bench/bench_rexec.py
