@@ -19,6 +19,7 @@ REFERENCE = re.compile(r'\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}')
 OFFLOAD_COMMON_REXEC = 'roles/offload_common/defaults/main/rexec.yml'
 REXEC_DEFAULTS = 'roles/rexec/defaults/main.yml'
 STOCK_ENGINE_VARS = 'roles/stock_engine/vars/main.yml'
+SHARED_MOUNTS = os.path.join(ROOT, 'roles', 'offload_common', 'defaults', 'main', 'shared_mounts.yml')
 
 
 def value(relative, name):
@@ -59,3 +60,11 @@ def rexec():
 def stock_sandbox_entrypoint():
     """What the stock mode's CRI sandbox (pause) process runs: its argv."""
     return value(STOCK_ENGINE_VARS, '__stock_engine_sandbox_entrypoint')
+
+
+def shared_directories(listing=SHARED_MOUNTS):
+    """The HOST directories the DPU mounts in its root, from the one list
+    (offload_common_shared_mounts): every entry but the pseudo file systems."""
+    with open(listing, encoding='utf-8') as handle:
+        entries = yaml.safe_load(handle)['offload_common_shared_mounts']
+    return [entry['path'] for entry in entries if not entry.get('pseudo')]

@@ -116,7 +116,7 @@ def kernel_cmdline(node, settings):
         # systemd-network-generator's syntax: address::gateway:netmask::interface:none
         'ip=%s::%s:%s::eth0:none' % (guest, gateway, user_mask),
         'ip=%s:::%s::eth1:none' % (node['address'], netmask),
-    ])
+    ] + list(settings.get('vm_kernel_args', [])))
 
 
 def qemu_argv(node, settings, artifacts):

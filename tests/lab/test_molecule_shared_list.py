@@ -1,4 +1,4 @@
-"""molecule/patched's tests read the shared directories from offload_common_shared_mounts, not from a copy."""
+"""The molecule scenarios' tests (tools/role_defaults) read the shared directories from offload_common_shared_mounts, not from a copy."""
 
 import importlib.util
 import pathlib
@@ -15,7 +15,7 @@ def _load(name, path):
     return module
 
 
-CONFTEST = _load('patched_conftest', 'molecule/patched/tests/conftest.py')
+CONFTEST = _load('role_defaults', 'tools/role_defaults.py')
 FILTER = _load('shared_directories_filter', 'plugins/filter/shared_directories.py')
 
 

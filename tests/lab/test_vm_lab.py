@@ -74,7 +74,7 @@ def test_the_inventory_has_the_container_labs_groups_and_the_qtfs_transport():
     assert "lookup('ansible.builtin.env', 'QTFS_SOURCE')" in group_vars['lab_qtfs_archive']
     # The key and known_hosts of the lab, never the user's.
     assert '.lab/vm-image/ssh/id_ed25519' in group_vars['ansible_ssh_private_key_file']
-    assert 'UserKnownHostsFile={{ inventory_dir }}/../../.lab/vm/known_hosts' in group_vars['ansible_ssh_common_args']
+    assert 'UserKnownHostsFile={{ lab_checkout }}/.lab/vm/known_hosts' in group_vars['ansible_ssh_common_args']
     assert (INVENTORY / 'group_vars/offload_hosts.yml').resolve() == ROOT / 'inventories/lab/group_vars/offload_hosts.yml'
 
 
@@ -94,6 +94,13 @@ def test_ansible_reads_the_inventory_with_its_paths_resolved():
                          capture_output=True, text=True, check=True, cwd=str(ROOT),
                          env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), QTFS_SOURCE='/srv/qtfs.tar.gz')).stdout
     assert 'qtfs_client_source_archive: /srv/qtfs.tar.gz' in out
+    # The checkout: the inventory's own, or DPU_OFFLOAD_CHECKOUT's (molecule reads the inventory through links).
+    for checkout, env in ((ROOT, {}), ('/srv/checkout', {'DPU_OFFLOAD_CHECKOUT': '/srv/checkout'})):
+        out = subprocess.run([ansible_inventory.replace('ansible-inventory', 'ansible'), 'vm-dpu', '-i', str(INVENTORY),
+                              '-m', 'ansible.builtin.debug', '-a', 'var=ansible_ssh_private_key_file'],
+                             capture_output=True, text=True, check=True, cwd=str(ROOT),
+                             env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), **env)).stdout
+        assert 'ansible_ssh_private_key_file: %s/.lab/vm-image/ssh/id_ed25519' % checkout in out, out
 
 
 @pytest.mark.parametrize('hosts, dpus, message', [
@@ -330,6 +337,7 @@ def test_qemu_command_lines(lab_dirs):
         cmdline = args[args.index('-append') + 1]
         assert 'systemd.hostname=%s' % node['name'] in cmdline.split()
         assert 'ip=%s:::255.255.255.0::eth1:none' % node['address'] in cmdline.split()
+        assert cmdline.split()[-len(SETTINGS['vm_kernel_args']):] == SETTINGS['vm_kernel_args']
         assert args[args.index('-kernel') + 1] == '/cache/dpu-offload-vm-x.vmlinuz'
         assert '-daemonize' in args and '-snapshot' not in args
     port = SETTINGS['vm_link_port']

@@ -4,13 +4,12 @@ import sys
 
 import pytest
 import testinfra
-import yaml
 
 REPO = os.path.join(os.path.dirname(__file__), '..', '..', '..')
-SHARED_MOUNTS = os.path.join(REPO, 'roles', 'offload_common', 'defaults', 'main', 'shared_mounts.yml')
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', '..', 'tools'))
 import role_defaults  # noqa: E402  pylint: disable=wrong-import-position
+from role_defaults import shared_directories  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
 
 # Where the rexec role puts the client and its settings (its defaults, not a copy).
 REXEC = role_defaults.rexec()
@@ -40,11 +39,3 @@ def dpu():
 def rexec(machine, command, env=''):
     """Run rexec on a node the way the wrappers do: with its client.env."""
     return machine.run("sh -c 'set -a; . %s; %s exec %s %s'" % (REXEC.client_env, env, REXEC.client, command))
-
-
-def shared_directories(listing=SHARED_MOUNTS):
-    """The HOST directories the DPU mounts in its root, from the one list
-    (offload_common_shared_mounts): every entry but the pseudo file systems."""
-    with open(listing, encoding='utf-8') as f:
-        entries = yaml.safe_load(f)['offload_common_shared_mounts']
-    return [entry['path'] for entry in entries if not entry.get('pseudo')]

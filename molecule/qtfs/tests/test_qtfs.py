@@ -1,0 +1,72 @@
+"""The real qtfs between the VM lab's two guests, as the roles deployed it:
+the modules and their parameters, the shared directories both ways, the
+HOST's /proc in the DPU's offload root, and what a mount made on the DPU does."""
+import uuid
+
+import pytest
+
+from conftest import NODES, role_defaults
+
+ROOT = '/another_rootfs'
+SHARED = role_defaults.shared_directories()
+PORT = role_defaults.value('roles/offload_common/defaults/main/transport.yml', 'offload_common_qtfs_port')
+
+
+def _modules(machine):
+    return {line.split()[0] for line in machine.file('/proc/modules').content_string.splitlines()}
+
+
+def _parameters(machine, module):
+    return {name: machine.file('/sys/module/%s/parameters/%s' % (module, name)).content_string.strip()
+            for name in ('qtfs_server_ip', 'qtfs_server_port', 'qtfs_log_level')}
+
+
+def test_each_side_runs_its_module_with_the_pairs_parameters(hostnode, dpu):
+    assert 'qtfs_server' in _modules(hostnode) and 'qtfs' not in _modules(hostnode)
+    assert 'qtfs' in _modules(dpu) and 'qtfs_server' not in _modules(dpu)
+    # TCP test mode: both name the HOST's address on the private link.
+    expected = {'qtfs_server_ip': NODES['host']['address'], 'qtfs_server_port': str(PORT)}
+    for machine, module, role in ((hostnode, 'qtfs_server', 'qtfs_server'), (dpu, 'qtfs', 'qtfs_client')):
+        level = role_defaults.value('roles/%s/defaults/main.yml' % role, role + '_log_level')
+        assert _parameters(machine, module) == dict(expected, qtfs_log_level=level)
+
+
+def test_the_offload_root_is_mounted_with_qtfs(dpu):
+    mounts = [line.split(' - ') for line in dpu.file('/proc/self/mountinfo').content_string.splitlines()]
+    qtfs = {fields[0].split()[4] for fields in mounts if fields[1].split()[0] == 'qtfs'}
+    assert {ROOT + path for path in SHARED} <= qtfs
+    assert ROOT + '/proc' in qtfs
+
+
+@pytest.mark.parametrize('directory', SHARED)
+def test_a_file_written_on_either_side_is_read_on_the_other(hostnode, dpu, directory):
+    name = 'molecule-%s' % uuid.uuid4().hex[:8]
+    try:
+        hostnode.run_expect([0], 'echo from-host > %s/%s.host' % (directory, name))
+        assert dpu.file('%s%s/%s.host' % (ROOT, directory, name)).content_string == 'from-host\n'
+        dpu.run_expect([0], 'echo from-dpu > %s%s/%s.dpu' % (ROOT, directory, name))
+        assert hostnode.file('%s/%s.dpu' % (directory, name)).content_string == 'from-dpu\n'
+    finally:
+        hostnode.run('rm -f %s/%s.host %s/%s.dpu' % (directory, name, directory, name))
+
+
+def test_the_roots_proc_is_the_hosts(hostnode, dpu):
+    # A process only the HOST runs, found by its marker in the DPU's view.
+    marker = 'molecule-%s' % uuid.uuid4().hex[:8]
+    hostnode.run_expect([0], "setsid bash -c 'exec -a %s sleep 600' >/dev/null 2>&1 < /dev/null &" % marker)
+    try:
+        pid = hostnode.check_output('pgrep -f ^%s' % marker)
+        assert dpu.file('%s/proc/%s/cmdline' % (ROOT, pid)).content_string.split('\0')[0] == marker
+        assert dpu.run('pgrep -f ^%s' % marker).rc == 1, 'the marker runs on the DPU itself'
+    finally:
+        hostnode.run('pkill -f ^%s' % marker)
+    assert dpu.file(ROOT + '/proc/1/comm').content_string == hostnode.file('/proc/1/comm').content_string
+    assert dpu.file(ROOT + '/proc/sys/kernel/hostname').content_string.strip() == NODES['host']['name']
+
+
+def test_the_roots_proc_self_is_the_readers_own_process(dpu):
+    # qtfs's proc option resolves /proc/self to the reading process on the
+    # DPU; sshfs cannot, it would name the SFTP server's process on the HOST.
+    out = dpu.check_output("python3 -c 'import os; print(os.getpid(), os.readlink(\"%s/proc/self\"))'" % ROOT)
+    pid, link = out.split()
+    assert link == pid
