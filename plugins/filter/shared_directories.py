@@ -11,6 +11,8 @@ import re
 from ansible.errors import AnsibleFilterError
 
 OCTAL = re.compile(r'^[0-7]{3,4}$')
+# Where a directory lives on tmpfs on every systemd machine.
+VOLATILE = ('/run/',)
 
 
 def _mode(entry):
@@ -47,8 +49,23 @@ def shared_directories(shared, extra=None):
     return entries
 
 
+def disk_backed(directories, root):
+    """The directories of a {path, mode} list that live on tmpfs (under /run),
+    kept at root + path on disk instead: {dirs: file_set entries for the
+    backing directories, binds: qtfs_mount entries that put them in place}."""
+    root = posixpath.normpath(str(root or ''))
+    if not root.startswith('/') or root == '/' or (root + '/').startswith(VOLATILE):
+        raise AnsibleFilterError('the directory that keeps shared directories on disk must be an absolute directory '
+                                 'on persistent storage (not /, not under %s), got %r' % (', '.join(VOLATILE), root))
+    volatile = [entry for entry in directories or [] if entry['path'].startswith(VOLATILE)]
+    return {
+        'dirs': [{'path': root + entry['path'], 'mode': str(entry['mode'])} for entry in volatile],
+        'binds': [{'path': entry['path'], 'src': root + entry['path'], 'opts': 'bind'} for entry in volatile],
+    }
+
+
 class FilterModule:
     """The shared-mount list's directories."""
 
     def filters(self):
-        return {'shared_directories': shared_directories}
+        return {'shared_directories': shared_directories, 'disk_backed': disk_backed}

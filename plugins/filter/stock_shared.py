@@ -8,10 +8,9 @@ from __future__ import annotations
 import posixpath
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.dpu.offload.plugins.filter.shared_directories import disk_backed
 
 TRANSPORTS = ('qtfs', 'sshfs')
-# Directories whose content a reboot wipes (tmpfs).
-VOLATILE = ('/run/',)
 KEYS = {'path', 'mode', 'fifos', 'sshfs_opts', 'readonly', 'engine', 'bundles'}
 
 
@@ -67,10 +66,7 @@ def stock_shared(shared, transport, is_host, engines=None, persist_root=''):
         raise AnsibleFilterError('exactly one shared directory must be the bundles (bundles: true), found %d' % len(bundles))
     owner = 'dpu' if transport == 'sshfs' else 'host'
     owns = (owner == 'host') == bool(is_host)
-    persist_root = posixpath.normpath(persist_root) if persist_root else ''
-    if persist_root and (not persist_root.startswith('/') or persist_root == '/' or persist_root.startswith(VOLATILE)):
-        raise AnsibleFilterError('persist_root must be an absolute directory on persistent storage, got %r' % (persist_root,))
-    persisted = [e for e in entries if persist_root and owns and e['path'].startswith(VOLATILE)]
+    persisted = disk_backed([e for e in entries if owns], persist_root) if persist_root else {'dirs': [], 'binds': []}
     fifo_globs = [posixpath.join(e['path'], e['fifos']) for e in entries if e['fifos']]
     return {
         'owner': owner,
@@ -85,8 +81,8 @@ def stock_shared(shared, transport, is_host, engines=None, persist_root=''):
         'relay_here': owns and bool(fifo_globs),
         'bundles': bundles[0],
         # The backing directories (file_set entries) and the binds that put them in place, in that order.
-        'persist_dirs': [{'path': persist_root + e['path'], 'mode': str(e['mode'])} for e in persisted],
-        'persist_here': [{'path': e['path'], 'src': persist_root + e['path'], 'opts': 'bind'} for e in persisted],
+        'persist_dirs': persisted['dirs'],
+        'persist_here': persisted['binds'],
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.dpu.offload.plugins.filter.shared_directories import shared_directories
+from ansible_collections.dpu.offload.plugins.filter.shared_directories import disk_backed, shared_directories
 
 SHARED = [
     {'path': '/proc', 'pseudo': True, 'opts': 'proc', 'sshfs_opts': 'direct_io', 'readonly': True},
@@ -59,3 +59,20 @@ def test_a_directory_listed_twice_is_refused():
         shared_directories(SHARED, [NETNS, dict(NETNS)])
     with pytest.raises(AnsibleFilterError, match='must be a mapping'):
         shared_directories(['/srv/a'])
+
+
+def test_disk_backed_keeps_only_the_tmpfs_directories_on_disk():
+    found = disk_backed(shared_directories(SHARED, [NETNS]), '/var/lib/keep/')
+    assert found == {
+        'dirs': [{'path': '/var/lib/keep/run/docker/containerd', 'mode': '0711'},
+                 {'path': '/var/lib/keep/run/docker/netns', 'mode': '0755'}],
+        'binds': [{'path': '/run/docker/containerd', 'src': '/var/lib/keep/run/docker/containerd', 'opts': 'bind'},
+                  {'path': '/run/docker/netns', 'src': '/var/lib/keep/run/docker/netns', 'opts': 'bind'}],
+    }
+    assert disk_backed([{'path': '/var/lib/docker/image', 'mode': '0700'}], '/keep') == {'dirs': [], 'binds': []}
+
+
+@pytest.mark.parametrize('root', ['', 'relative', '/', '/run', '/run/keep'])
+def test_disk_backed_refuses_a_root_that_is_not_on_disk(root):
+    with pytest.raises(AnsibleFilterError, match='on persistent storage'):
+        disk_backed([], root)

@@ -55,7 +55,7 @@ def test_the_owner_keeps_its_tmpfs_directories_on_disk_across_a_reboot():
 
 @pytest.mark.parametrize('root', ['relative/dir', '/', '/run/keep'])
 def test_persist_root_must_be_on_persistent_storage(root):
-    with pytest.raises(AnsibleFilterError, match='persist_root must be an absolute directory on persistent storage'):
+    with pytest.raises(AnsibleFilterError, match='must be an absolute directory on persistent storage'):
         stock_shared(SHARED, 'sshfs', False, ['docker'], persist_root=root)
 
 
