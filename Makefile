@@ -22,6 +22,14 @@ $(error the VM lab is one pair: PAIRS=$(PAIRS) needs LAB=container)
 endif
 INVENTORY ?= $(if $(filter 1,$(PAIRS)),inventories/lab,.lab/pairs-$(PAIRS))
 VMLAB := $(BIN)/python lab/vm/vmlab.py
+# Mitogen's strategy, linked here by `make venv`: the VM lab's playbooks run
+# with it (a module costs seconds of emulated CPU per task otherwise; see
+# lab/vm/README.md). molecule/qtfs sets the same two variables.
+MITOGEN_STRATEGY := $(CURDIR)/.build/mitogen-strategy
+ifeq ($(LAB),vm)
+export ANSIBLE_STRATEGY_PLUGINS := $(MITOGEN_STRATEGY)
+export ANSIBLE_STRATEGY := mitogen_linear
+endif
 # ansible-test wants the tree at .../ansible_collections/dpu/offload, outside
 # any other git checkout.
 ATEST_ROOT ?= $(or $(TMPDIR),/tmp)/dpu-offload-ansible-test
@@ -45,6 +53,7 @@ $(VENV)/.stamp: requirements.txt tools/ansible-test-pip-seed.sh
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
 	mkdir -p .build/collections/ansible_collections/dpu
 	ln -sfn ../../../.. .build/collections/ansible_collections/dpu/offload
+	ln -sfn "$$($(BIN)/python -c 'import ansible_mitogen, os; print(os.path.dirname(ansible_mitogen.__file__))')/plugins/strategy" $(MITOGEN_STRATEGY)
 	tools/ansible-test-pip-seed.sh $(BIN)/python
 	touch $@
 
