@@ -10,6 +10,7 @@ REPO = os.path.join(os.path.dirname(__file__), '..', '..', '..')
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..', '..', 'tools'))
 import role_defaults  # noqa: E402  pylint: disable=wrong-import-position
 from role_defaults import shared_directories  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
+import shared_checks  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
 
 # Where the rexec role puts the client and its settings (its defaults, not a copy).
 REXEC = role_defaults.rexec()

@@ -1,9 +1,7 @@
 """The DPU's offload root: the HOST's directories, /proc and cgroups (sshfs transport)."""
-import uuid
-
 import pytest
 
-from conftest import shared_directories
+from conftest import shared_checks, shared_directories
 
 ROOT = '/another_rootfs'
 SHARED = shared_directories()
@@ -15,14 +13,7 @@ def _mountinfo(machine):
 
 @pytest.mark.parametrize('directory', SHARED)
 def test_a_file_the_host_writes_appears_on_the_dpu_and_back(hostnode, dpu, directory):
-    name = 'molecule-%s' % uuid.uuid4().hex[:8]
-    try:
-        hostnode.run_expect([0], 'echo from-host > %s/%s.host' % (directory, name))
-        assert dpu.file('%s%s/%s.host' % (ROOT, directory, name)).content_string == 'from-host\n'
-        dpu.run_expect([0], 'echo from-dpu > %s%s/%s.dpu' % (ROOT, directory, name))
-        assert hostnode.file('%s/%s.dpu' % (directory, name)).content_string == 'from-dpu\n'
-    finally:
-        hostnode.run('rm -f %s/%s.host %s/%s.dpu' % (directory, name, directory, name))
+    shared_checks.file_both_ways(hostnode, dpu, ROOT, directory)
 
 
 def test_the_dpus_proc_in_the_root_is_the_hosts(hostnode, dpu):

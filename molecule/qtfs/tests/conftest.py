@@ -11,6 +11,7 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..', '..')
 sys.path.insert(0, os.path.join(REPO, 'lab', 'vm'))
 sys.path.insert(0, os.path.join(REPO, 'tools'))
 import role_defaults  # noqa: E402  pylint: disable=wrong-import-position
+import shared_checks  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
 import vmlab  # noqa: E402  pylint: disable=wrong-import-position
 
 REXEC = role_defaults.rexec()

@@ -1,11 +1,11 @@
 """The real qtfs between the VM lab's two guests, as the roles deployed it:
 the modules and their parameters, the shared directories both ways, the
-HOST's /proc in the DPU's offload root, and what a mount made on the DPU does."""
+HOST's /proc in the DPU's offload root, and a mapping made on the DPU."""
 import uuid
 
 import pytest
 
-from conftest import NODES, role_defaults
+from conftest import NODES, role_defaults, shared_checks
 
 ROOT = '/another_rootfs'
 SHARED = role_defaults.shared_directories()
@@ -40,14 +40,7 @@ def test_the_offload_root_is_mounted_with_qtfs(dpu):
 
 @pytest.mark.parametrize('directory', SHARED)
 def test_a_file_written_on_either_side_is_read_on_the_other(hostnode, dpu, directory):
-    name = 'molecule-%s' % uuid.uuid4().hex[:8]
-    try:
-        hostnode.run_expect([0], 'echo from-host > %s/%s.host' % (directory, name))
-        assert dpu.file('%s%s/%s.host' % (ROOT, directory, name)).content_string == 'from-host\n'
-        dpu.run_expect([0], 'echo from-dpu > %s%s/%s.dpu' % (ROOT, directory, name))
-        assert hostnode.file('%s/%s.dpu' % (directory, name)).content_string == 'from-dpu\n'
-    finally:
-        hostnode.run('rm -f %s/%s.host %s/%s.dpu' % (directory, name, directory, name))
+    shared_checks.file_both_ways(hostnode, dpu, ROOT, directory)
 
 
 def test_the_roots_proc_is_the_hosts(hostnode, dpu):
@@ -70,3 +63,20 @@ def test_the_roots_proc_self_is_the_readers_own_process(dpu):
     out = dpu.check_output("python3 -c 'import os; print(os.getpid(), os.readlink(\"%s/proc/self\"))'" % ROOT)
     pid, link = out.split()
     assert link == pid
+
+
+
+def test_a_qtfs_file_mapped_on_the_dpu_cannot_be_read_a_known_limit(hostnode, dpu):
+    # qtfs v1.3 serves no page of a mapping: the first read of a mapped file
+    # raises SIGBUS. containerd maps its metadata database (bbolt), so the
+    # chrooted containerd cannot start over qtfs (README: known limits).
+    name = '/var/lib/docker/tmp/molecule-%s' % uuid.uuid4().hex[:8]
+    hostnode.run_expect([0], 'head -c 8192 /dev/zero > %s' % name)
+    try:
+        mapped = dpu.run("python3 -c 'import mmap, sys; f = open(sys.argv[1], \"rb\", buffering=0); "
+                         "print(mmap.mmap(f.fileno(), 8192, prot=mmap.PROT_READ)[:1])' %s%s" % (ROOT, name))
+        assert mapped.rc == 128 + 7, (mapped.rc, mapped.stdout, mapped.stderr)
+        # The same file read with read(2) is fine.
+        assert dpu.run_expect([0], 'wc -c < %s%s' % (ROOT, name)).stdout.strip() == '8192'
+    finally:
+        hostnode.run('rm -f %s' % name)
