@@ -65,7 +65,6 @@ def test_the_roots_proc_self_is_the_readers_own_process(dpu):
     assert link == pid
 
 
-
 def test_a_qtfs_file_mapped_on_the_dpu_cannot_be_read_a_known_limit(hostnode, dpu):
     # qtfs v1.3 serves no page of a mapping: the first read of a mapped file
     # raises SIGBUS. containerd maps its metadata database (bbolt), so the
