@@ -17,6 +17,7 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REFERENCE = re.compile(r'\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}')
 OFFLOAD_COMMON_REXEC = 'roles/offload_common/defaults/main/rexec.yml'
+OFFLOAD_COMMON_TRANSPORT = 'roles/offload_common/defaults/main/transport.yml'
 REXEC_DEFAULTS = 'roles/rexec/defaults/main.yml'
 STOCK_ENGINE_VARS = 'roles/stock_engine/vars/main.yml'
 SHARED_MOUNTS = os.path.join(ROOT, 'roles', 'offload_common', 'defaults', 'main', 'shared_mounts.yml')
@@ -55,6 +56,11 @@ def rexec():
                                  client_env=value(OFFLOAD_COMMON_REXEC, 'offload_common_rexec_client_env'),
                                  config_dir=value(OFFLOAD_COMMON_REXEC, 'offload_common_rexec_config_dir'),
                                  install_dir=value(REXEC_DEFAULTS, 'rexec_install_dir'))
+
+
+def offload_root():
+    """The DPU's offload root (the guide's /another_rootfs), where the HOST's directories are mounted."""
+    return value(OFFLOAD_COMMON_TRANSPORT, 'offload_common_root')
 
 
 def stock_sandbox_entrypoint():

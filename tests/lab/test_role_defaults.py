@@ -53,6 +53,10 @@ def test_the_rexec_client_is_where_the_roles_put_it():
     assert (rexec.config_dir, rexec.install_dir) == ('/etc/rexec', '/usr/local/lib/dpu-offload/rexec')
 
 
+def test_the_offload_root_is_the_guides():
+    assert role_defaults.offload_root() == '/another_rootfs'
+
+
 def test_the_sandbox_entrypoint_is_the_stock_engine_roles():
     # A shell that holds the pod's namespaces and ends on SIGTERM or SIGINT.
     argv = role_defaults.stock_sandbox_entrypoint()

@@ -15,6 +15,8 @@ import role_defaults  # noqa: E402  pylint: disable=wrong-import-position
 
 # Where the rexec role puts the client and its settings (its defaults, not a copy).
 REXEC = role_defaults.rexec()
+# The offload root, for the patched scenario's tests this one loads (test_rexec_stock.py).
+ROOT = role_defaults.offload_root()
 
 
 def _inventory():

@@ -14,6 +14,7 @@ import shared_checks  # noqa: E402,F401  pylint: disable=wrong-import-position,u
 
 # Where the rexec role puts the client and its settings (its defaults, not a copy).
 REXEC = role_defaults.rexec()
+ROOT = role_defaults.offload_root()
 
 
 def _inventory():

@@ -1,7 +1,5 @@
 """patched_docker: wrappers that cross through rexec, chrooted engine services."""
-from conftest import rexec
-
-ROOT = '/another_rootfs'
+from conftest import ROOT, rexec
 
 
 def test_remote_kill_reaches_the_host_and_signals_only_the_offload(hostnode, dpu):

@@ -10,9 +10,8 @@ import time
 
 import pytest
 
-from conftest import shared_directories
+from conftest import ROOT, shared_directories
 
-ROOT = '/another_rootfs'
 PROBE = 'molecule-fault-probe'
 
 

@@ -1,9 +1,8 @@
 """The DPU's offload root: the HOST's directories, /proc and cgroups (sshfs transport)."""
 import pytest
 
-from conftest import shared_checks, shared_directories
+from conftest import ROOT, shared_checks, shared_directories
 
-ROOT = '/another_rootfs'
 SHARED = shared_directories()
 
 

@@ -6,9 +6,8 @@ import time
 
 import pytest
 
-from conftest import REXEC, rexec
+from conftest import REXEC, ROOT, rexec
 
-ROOT = '/another_rootfs'
 PKI = os.path.expanduser(os.environ.get('REXEC_PKI_DIR', '~/.dpu-offload/pki'))
 LIB = REXEC.install_dir
 

@@ -1,7 +1,7 @@
 """Boot persistence: the unit that mounts the offload root again, run as at boot.
 
 Runs last (file order): it unmounts and remounts the root under the engine."""
-ROOT = '/another_rootfs'
+from conftest import ROOT
 
 
 def _root_mounts(dpu):

@@ -15,6 +15,7 @@ import shared_checks  # noqa: E402,F401  pylint: disable=wrong-import-position,u
 import vmlab  # noqa: E402  pylint: disable=wrong-import-position
 
 REXEC = role_defaults.rexec()
+ROOT = role_defaults.offload_root()
 NODES = {node['role']: node for node in vmlab.nodes(vmlab.DEFAULT_INVENTORY, vmlab.load_settings())}
 
 
@@ -40,3 +41,8 @@ def dpu():
 def rexec(machine, command):
     """Run rexec on a node the way the wrappers do: with its client.env."""
     return machine.run("sh -c 'set -a; . %s; exec %s %s'" % (REXEC.client_env, REXEC.client, command))
+
+
+def loaded_modules(machine):
+    """The names of the kernel modules loaded on a node."""
+    return {line.split()[0] for line in machine.file('/proc/modules').content_string.splitlines()}

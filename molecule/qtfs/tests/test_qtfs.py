@@ -5,15 +5,9 @@ import uuid
 
 import pytest
 
-from conftest import NODES, role_defaults, shared_checks
-
-ROOT = '/another_rootfs'
+from conftest import NODES, ROOT, loaded_modules, role_defaults, shared_checks
 SHARED = role_defaults.shared_directories()
 PORT = role_defaults.value('roles/offload_common/defaults/main/transport.yml', 'offload_common_qtfs_port')
-
-
-def _modules(machine):
-    return {line.split()[0] for line in machine.file('/proc/modules').content_string.splitlines()}
 
 
 def _parameters(machine, module):
@@ -22,8 +16,8 @@ def _parameters(machine, module):
 
 
 def test_each_side_runs_its_module_with_the_pairs_parameters(hostnode, dpu):
-    assert 'qtfs_server' in _modules(hostnode) and 'qtfs' not in _modules(hostnode)
-    assert 'qtfs' in _modules(dpu) and 'qtfs_server' not in _modules(dpu)
+    assert 'qtfs_server' in loaded_modules(hostnode) and 'qtfs' not in loaded_modules(hostnode)
+    assert 'qtfs' in loaded_modules(dpu) and 'qtfs_server' not in loaded_modules(dpu)
     # TCP test mode: both name the HOST's address on the private link.
     expected = {'qtfs_server_ip': NODES['host']['address'], 'qtfs_server_port': str(PORT)}
     for machine, module, role in ((hostnode, 'qtfs_server', 'qtfs_server'), (dpu, 'qtfs', 'qtfs_client')):

@@ -1,10 +1,6 @@
 """rexec both ways between the guests (molecule/patched covers the rest of
 its security: certificates, the allowlist's corners, the audit trail)."""
-from conftest import rexec
-
-
-def _modules(machine):
-    return {line.split()[0] for line in machine.file('/proc/modules').content_string.splitlines()}
+from conftest import loaded_modules, rexec
 
 
 def test_the_dpu_loads_a_module_on_the_host_through_rexec(hostnode, dpu):
@@ -15,8 +11,8 @@ def test_the_dpu_loads_a_module_on_the_host_through_rexec(hostnode, dpu):
     try:
         result = rexec(dpu, '/usr/sbin/modprobe %s' % module)
         assert result.rc == 0, result.stderr
-        assert module in _modules(hostnode)
-        assert module not in _modules(dpu)
+        assert module in loaded_modules(hostnode)
+        assert module not in loaded_modules(dpu)
     finally:
         hostnode.run('rmmod %s' % module)
 
