@@ -1,6 +1,16 @@
 """Checks that the patched mode's two molecule scenarios (molecule/patched
 over sshfs, molecule/qtfs over the real qtfs) make on their own pair."""
+import os
+import sys
 import uuid
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'plugins', 'module_utils'))
+import mountinfo  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def mounts(machine):
+    """A node's mount table (mountinfo.MountEntry), read on that node."""
+    return mountinfo.parse_mountinfo(machine.file('/proc/self/mountinfo').content_string)
 
 
 def file_both_ways(hostnode, dpu, root, directory):

@@ -27,8 +27,7 @@ def test_each_side_runs_its_module_with_the_pairs_parameters(hostnode, dpu):
 
 
 def test_the_offload_root_is_mounted_with_qtfs(dpu):
-    mounts = [line.split(' - ') for line in dpu.file('/proc/self/mountinfo').content_string.splitlines()]
-    qtfs = {fields[0].split()[4] for fields in mounts if fields[1].split()[0] == 'qtfs'}
+    qtfs = {entry.mountpoint for entry in shared_checks.mounts(dpu) if entry.fstype == 'qtfs'}
     assert {ROOT + path for path in SHARED} <= qtfs
     assert ROOT + '/proc' in qtfs
 
@@ -88,7 +87,7 @@ def test_a_qtfs_file_the_dpu_wrote_cannot_be_mapped_there_a_known_limit(hostnode
 
 
 def _mount_points(machine):
-    return {line.split()[4] for line in machine.file('/proc/self/mountinfo').content_string.splitlines()}
+    return {entry.mountpoint for entry in shared_checks.mounts(machine)}
 
 
 def test_a_mount_on_the_dpu_under_qtfs_lands_on_the_host_unless_the_kernel_bypasses_the_hook(hostnode, dpu):
