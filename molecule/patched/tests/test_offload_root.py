@@ -7,7 +7,7 @@ SHARED = shared_directories()
 
 
 def _mountinfo(machine):
-    return [line.split(' - ')[0].split()[4] for line in machine.file('/proc/self/mountinfo').content_string.splitlines()]
+    return [entry.mountpoint for entry in shared_checks.mounts(machine)]
 
 
 @pytest.mark.parametrize('directory', SHARED)

@@ -1,12 +1,11 @@
 """Boot persistence: the unit that mounts the offload root again, run as at boot.
 
 Runs last (file order): it unmounts and remounts the root under the engine."""
-from conftest import ROOT
+from conftest import ROOT, shared_checks
 
 
 def _root_mounts(dpu):
-    lines = dpu.file('/proc/self/mountinfo').content_string.splitlines()
-    points = [line.split(' - ')[0].split()[4] for line in lines]
+    points = [entry.mountpoint for entry in shared_checks.mounts(dpu)]
     return [p for p in points if p == ROOT or p.startswith(ROOT + '/')]
 
 
