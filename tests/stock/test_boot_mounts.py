@@ -13,6 +13,8 @@ sys.path.insert(0, str(ROOT / 'tests' / 'render'))
 from render_lib import render_template  # noqa: E402  pylint: disable=wrong-import-position
 
 TEMPLATES = ROOT / 'roles/stock_engine/templates'
+# The boot script is offload_common's (qtfs_server's HOST binds use it too).
+SCRIPT = ROOT / 'roles/offload_common/templates/boot-mounts.sh.j2'
 
 # Stand-ins: mountpoint says yes for the paths in $MOUNTED; mount records its arguments.
 MOUNTPOINT = '#!/bin/sh\n[ "$1" = -q ] && shift\ncase " $MOUNTED " in *" $1 "*) exit 0;; esac\nexit 1\n'
@@ -24,6 +26,12 @@ def render(tmp_path, template, **variables):
                            dict({'__stock_engine_boot_unit': 'dpu-offload-stock-mounts.service'}, **variables), mode='0755')
 
 
+def render_script(tmp_path, mounts):
+    return render_template(SCRIPT, tmp_path / 'boot-mounts.sh',
+                           {'offload_common_boot_unit': 'dpu-offload-stock-mounts.service', 'offload_common_boot_mounts': mounts},
+                           mode='0755')
+
+
 def test_the_boot_script_mounts_in_order_at_the_right_kind_of_mount_point(tmp_path):
     (tmp_path / 'keep' / 'bundles').mkdir(parents=True)
     (tmp_path / 'ns').write_text('')
@@ -33,7 +41,7 @@ def test_the_boot_script_mounts_in_order_at_the_right_kind_of_mount_point(tmp_pa
         {'path': str(tmp_path / 'peer'), 'src': 'root@[fd00::20]:/var/lib/x', 'fstype': 'fuse.sshfs', 'opts': 'reconnect,port=2222'},
         {'path': str(tmp_path / 'netns' / 'default'), 'src': str(tmp_path / 'ns'), 'opts': 'bind'},
     ]
-    script = render(tmp_path, 'boot-mounts.sh.j2', __stock_engine_boot_mounts=mounts)
+    script = render_script(tmp_path, mounts)
     bin_dir = tmp_path / 'bin'
     bin_dir.mkdir()
     for name, body in (('mountpoint', MOUNTPOINT), ('mount', MOUNT)):
@@ -56,7 +64,7 @@ def test_the_boot_script_mounts_in_order_at_the_right_kind_of_mount_point(tmp_pa
 def test_a_failed_mount_fails_the_unit_so_that_systemd_tries_again(tmp_path):
     mounts = [{'path': str(tmp_path / 'a'), 'src': 'root@dpu:/a', 'fstype': 'fuse.sshfs', 'opts': 'reconnect'},
               {'path': str(tmp_path / 'b'), 'src': 'root@dpu:/b', 'fstype': 'fuse.sshfs', 'opts': 'reconnect'}]
-    script = render(tmp_path, 'boot-mounts.sh.j2', __stock_engine_boot_mounts=mounts)
+    script = render_script(tmp_path, mounts)
     bin_dir = tmp_path / 'bin'
     bin_dir.mkdir()
     (bin_dir / 'mountpoint').write_text('#!/bin/sh\nexit 1\n')
