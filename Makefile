@@ -108,14 +108,14 @@ install-check: build ## install the tarball offline beside ansible-core alone + 
 
 # molecule/qtfs boots the VM lab and builds the real qtfs in it from a
 # source archive: QTFS_SOURCE, else upstream's v1.3 tarball beside the
-# checkout. It takes about 40 minutes under emulation, which on a 2-core
+# checkout. It takes about 55 minutes under emulation, which on a 2-core
 # machine takes `make test` past CI's hour, so it runs when asked for
 # (QTFS=1, or make molecule-qtfs); otherwise make molecule says it skipped it.
 QTFS ?= 0
 QTFS_SOURCE ?= $(wildcard $(CURDIR)/../shared/vendor/dpu-utilities-1.3.tar.gz)
 export QTFS_SOURCE
 MOLECULE_SCENARIOS ?= default patched $(if $(filter 1,$(QTFS)),$(if $(QTFS_SOURCE),qtfs))
-QTFS_WHY_NOT := $(if $(QTFS_SOURCE),not asked for (about 40 minutes under emulation). Run it with make test QTFS=1 or make molecule-qtfs,no qtfs source archive. Point QTFS_SOURCE at one (make molecule-qtfs QTFS_SOURCE=/path/to/dpu-utilities-1.3.tar.gz))
+QTFS_WHY_NOT := $(if $(QTFS_SOURCE),not asked for (about 55 minutes under emulation). Run it with make test QTFS=1 or make molecule-qtfs,no qtfs source archive. Point QTFS_SOURCE at one (make molecule-qtfs QTFS_SOURCE=/path/to/dpu-utilities-1.3.tar.gz))
 QTFS_SKIPPED := $(if $(filter qtfs,$(MOLECULE_SCENARIOS)),,molecule: SKIPPED the qtfs scenario (the real qtfs.ko in the VM lab): $(QTFS_WHY_NOT).)
 
 # The whole run is kept in .build/molecule.log; on a failure its failing
@@ -127,7 +127,7 @@ molecule: venv lab-image ## molecule test of MOLECULE_SCENARIOS (default, patche
 		|| { status=$$?; python tools/failure_digest.py .build/molecule.log; exit $$status; }
 	$(if $(QTFS_SKIPPED),@echo '$(QTFS_SKIPPED)')
 
-molecule-qtfs: venv ## molecule/qtfs alone: the real qtfs.ko in the VM lab (QTFS_SOURCE or the vendored tarball; about 40 minutes)
+molecule-qtfs: venv ## molecule/qtfs alone: the real qtfs.ko in the VM lab (QTFS_SOURCE or the vendored tarball; about 55 minutes)
 	mkdir -p .build
 	molecule test -s qtfs 2>&1 | tee .build/molecule-qtfs.log \
 		|| { status=$$?; python tools/failure_digest.py .build/molecule-qtfs.log; exit $$status; }
