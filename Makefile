@@ -77,7 +77,7 @@ vm-smoke: venv ## boot the VM lab (LAB=vm), ping both guests with Ansible and ov
 test: venv unit lint changelog-lint sanity units importer install-check bench-quick molecule ## everything CI checks
 
 unit: venv ## plain pytest suites (rexec, the stock mode's shim wrapper, lab tooling, qtfs rendering)
-	pytest -q tests/rexec tests/stock tests/lab tests/render
+	pytest -q tests/rexec tests/stock tests/network tests/lab tests/render
 
 lint: venv ## ansible-lint, production profile
 	ansible-lint --profile production

@@ -1,5 +1,4 @@
-"""The stock mode's CRI pieces without a lab: the CNI plugin that refuses pod
-networks, and the sandbox image builder (roles/stock_engine/files)."""
+"""The stock mode's CRI pieces without a lab: the sandbox image builder (roles/stock_engine/files)."""
 import hashlib
 import json
 import pathlib
@@ -14,39 +13,6 @@ sys.path.insert(0, str(ROOT / 'tools'))
 import role_defaults  # noqa: E402  pylint: disable=wrong-import-position
 
 FILES = ROOT / 'roles' / 'stock_engine' / 'files'
-PLUGIN = FILES / 'no_pod_network.sh'
-CONF = json.dumps({'cniVersion': '0.4.0', 'name': 'dpu-offload-no-pod-network',
-                   'type': 'dpu-offload-no-pod-network'})
-
-
-def cni(command):
-    env = {'PATH': '/usr/bin:/bin', 'CNI_CONTAINERID': 'abc', 'CNI_NETNS': '/var/run/netns/cni-1', 'CNI_IFNAME': 'eth0',
-           'CNI_PATH': str(FILES)}
-    if command is not None:
-        env['CNI_COMMAND'] = command
-    return subprocess.run(['sh', str(PLUGIN)], input=CONF, env=env, capture_output=True, text=True, check=False)
-
-
-def test_add_fails_with_the_reason_as_a_cni_error():
-    result = cni('ADD')
-    assert result.returncode != 0
-    error = json.loads(result.stdout)
-    assert error['cniVersion'] == '0.4.0' and error['code'] == 100
-    assert 'needs network offload' in error['msg'] and 'hostNetwork' in error['msg']
-
-
-@pytest.mark.parametrize('command', ['DEL', 'CHECK'])
-def test_del_and_check_succeed_because_add_made_nothing(command):
-    result = cni(command)
-    assert (result.returncode, result.stdout) == (0, '')
-
-
-def test_version_and_an_unknown_command():
-    version = json.loads(cni('VERSION').stdout)
-    assert '0.4.0' in version['supportedVersions']
-    for command in ('BOGUS', None):
-        result = cni(command)
-        assert result.returncode != 0 and json.loads(result.stdout)['code'] == 4
 
 
 def test_the_sandbox_image_is_the_same_bytes_every_time_and_runs_its_entrypoint(tmp_path):

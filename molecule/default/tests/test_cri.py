@@ -5,49 +5,28 @@ The calls are the ones kubelet makes, through the published CRI v1 stubs
 socket inside the lab's DPU container through /proc/PID/root. Tests run in
 file order and share one pod.
 """
-import os
-import subprocess
-
 import grpc
 import pytest
 from cri_api.v1 import api_pb2 as api
-from cri_api.v1 import api_pb2_grpc as stubs
 
 from conftest import processes, role_defaults, wait
 
-SANDBOX_IMAGE = 'localhost/dpu-offload/pause:1'
-IMAGE = 'localhost/dpu-offload/busybox:latest'
+from cri_client import IMAGE, LOG_DIR, SANDBOX_IMAGE, answers, connect, pod_config
+
 LOOP = "i=0; while true; do echo cri out $i; i=$((i+1)); sleep 0.2; done"
-LOG_DIR = '/var/log/dpu-offload-cri-test'
-
-
-def _socket():
-    name = os.environ.get('LAB_DPU', 'lab-dpu')
-    pid = subprocess.run(['docker', 'inspect', '-f', '{{.State.Pid}}', name], check=True,
-                         capture_output=True, text=True).stdout.strip()
-    return 'unix:///proc/%s/root/run/containerd/containerd.sock' % pid
 
 
 @pytest.fixture(scope='module')
 def cri():
-    channel = grpc.insecure_channel(_socket())
-    yield stubs.RuntimeServiceStub(channel), stubs.ImageServiceStub(channel)
+    channel, runtime, images = connect()
+    yield runtime, images
     channel.close()
-
-
-def _pod_config(name, network=api.NODE):
-    return api.PodSandboxConfig(
-        metadata=api.PodSandboxMetadata(name=name, namespace='dpu-offload-test', uid=name + '-uid', attempt=0),
-        # A pod in the HOST's network has the HOST's UTS namespace too, whose name runc does not set.
-        hostname='' if network == api.NODE else name, log_directory=LOG_DIR + '/' + name,
-        linux=api.LinuxPodSandboxConfig(security_context=api.LinuxSandboxSecurityContext(
-            namespace_options=api.NamespaceOption(network=network, pid=api.POD, ipc=api.POD))))
 
 
 @pytest.fixture(scope='module')
 def pod(cri, dpu):
     runtime, dummy = cri
-    config = _pod_config('cri-proof')
+    config = pod_config('cri-proof')
     pod_id = runtime.RunPodSandbox(api.RunPodSandboxRequest(config=config)).pod_sandbox_id
     container_id = runtime.CreateContainer(api.CreateContainerRequest(
         pod_sandbox_id=pod_id, sandbox_config=config,
@@ -121,39 +100,18 @@ def test_the_log_file_on_the_dpu_holds_what_the_container_printed(pod, dpu):
     assert ' stdout F cri out 0' in dpu.check_output('head -1 %s' % log)
 
 
-def _answers(runtime):
-    try:
-        runtime.Version(api.VersionRequest(), timeout=2)
-        return True
-    except grpc.RpcError:
-        return False
-
-
 def test_a_restart_of_the_dpus_containerd_keeps_the_pod_running(cri, pod, hostnode, dpu):
     runtime, dummy = cri
     pod_id, container_id, dummy_config = pod
     before = processes(hostnode, 'sh -c %s' % LOOP)
     dpu.check_output('systemctl restart containerd.service')
-    assert wait(lambda: _answers(runtime), 30)
+    assert wait(lambda: answers(runtime), 30)
     sandboxes = {p.id: p.state for p in runtime.ListPodSandbox(api.ListPodSandboxRequest()).items}
     containers = {c.id: c.state for c in runtime.ListContainers(api.ListContainersRequest()).containers}
     assert sandboxes.get(pod_id) == api.SANDBOX_READY and containers.get(container_id) == api.CONTAINER_RUNNING
     assert processes(hostnode, 'sh -c %s' % LOOP) == before
     reply = runtime.ExecSync(api.ExecSyncRequest(container_id=container_id, cmd=['echo', 'still managed'], timeout=20))
     assert reply.stdout == b'still managed\n'
-
-
-def test_a_pod_with_its_own_network_is_refused_with_the_reason(cri):
-    runtime, dummy = cri
-    with pytest.raises(grpc.RpcError) as exc:
-        runtime.RunPodSandbox(api.RunPodSandboxRequest(config=_pod_config('cri-netns', network=api.POD)))
-    assert 'needs network offload' in exc.value.details() and 'use hostNetwork' in exc.value.details()
-    # Nothing that looks like a pod is left, and nothing stuck: CRI removed what it made.
-    left = [p for p in runtime.ListPodSandbox(api.ListPodSandboxRequest()).items if p.metadata.name == 'cri-netns']
-    assert [p.state for p in left] in ([], [api.SANDBOX_NOTREADY])
-    for sandbox in left:
-        runtime.StopPodSandbox(api.StopPodSandboxRequest(pod_sandbox_id=sandbox.id))
-        runtime.RemovePodSandbox(api.RemovePodSandboxRequest(pod_sandbox_id=sandbox.id))
 
 
 def test_stop_and_remove_leave_nothing_on_either_side(cri, pod, hostnode, dpu):
