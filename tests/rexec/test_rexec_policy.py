@@ -119,6 +119,19 @@ def test_placeholders(placeholder, good, bad):
         assert refused(rules, ["/bin/t", value]) == "arguments", value
 
 
+# Issue 31: str.isdigit() is true for '²' and '٩'; int('²') raised (a dropped session) and '-٩' was signal 9.
+@pytest.mark.parametrize("placeholder,value", [
+    ("{signal}", "-\u00b2"), ("{signal}", "-9\u00b2"), ("{signal}", "-\u0669"), ("{signal}", "-\u0661\u0665"),
+    ("{signal}", "-RTMIN+\u0663"), ("{signame}", "\u00b2"), ("{signame}", "\u0669"), ("{signame}", "\uff19"),
+    ("{uint}", "\u0669"), ("{uint}", "\u00b2"), ("{uint}", "\uff11"),
+    ("{pid:%s}" % TARGETS, "\u0662\u0660\u0660"),        # 200 in Arabic-Indic digits: the shim's pid
+    ("{re:\\d+}", "\u0669"), ("{re:[\\d,]+}", "1,\u0662"),
+])
+def test_numbers_are_ascii_digits_only(placeholder, value):
+    rules = allow("/bin/t %s\n" % placeholder)
+    assert refused(rules, ["/bin/t", value]) == "arguments"
+
+
 def test_nul_never_matches():
     rules = allow("/bin/t {any}\n")
     assert refused(rules, ["/bin/t", "a\0b"]) == "arguments"

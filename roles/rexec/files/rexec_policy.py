@@ -57,6 +57,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 _UINT = re.compile(r"[0-9]{1,10}\Z")
 _MODULE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}\Z")
 _PID = re.compile(r"[1-9][0-9]{0,9}\Z")
+_SIGNUM = re.compile(r"[0-9]{1,2}\Z")
 
 
 class RuleError(ValueError):
@@ -125,8 +126,9 @@ def _path_matches(value, pattern_parts):
 
 
 def _signal_word(value):
-    if value.isdigit():
-        return len(value) <= 2 and int(value) <= 64
+    # ASCII digits only: str.isdigit() is true for a superscript 2 (int() raises) and an Arabic-Indic 9 (int() reads 9).
+    if _SIGNUM.match(value):
+        return int(value) <= 64
     name = value[3:] if value.startswith("SIG") else value
     if name in _SIGNAL_NAMES:
         return True
@@ -221,7 +223,8 @@ class Word:
             self.arg = arg[1:].split("/") if arg != "/" else []
         elif kind == "re":
             try:
-                self.arg = re.compile(arg)
+                # ASCII: \d, \w and \s must not match other scripts' digits, letters and blanks.
+                self.arg = re.compile(arg, re.ASCII)
             except re.error as exc:
                 raise RuleError("bad regular expression in %r: %s" % (self.text, exc))
         elif kind == "pid":
