@@ -52,3 +52,38 @@ def test_an_error_while_deciding_is_a_refusal_with_an_audit_line(make_server, br
     assert server.log().count('argv=["%s"] cwd="/" status=refused:policy-error(126)' % true) == 2, server.log()
     assert "RuntimeError('injected fault')" in server.log()
     assert os.path.exists(broken_policy)
+
+
+# --------------------------------------------------------------------------
+# Point 3: variables that make glibc or the Go runtime read files, run code or change behaviour
+
+# Forbidden since issue 31 (the older ones are in test_rexec_policy.py).
+NEWLY_FORBIDDEN = [
+    # glibc: what it drops for secure-execution (setuid) programs, TZ first
+    "TZ", "NIS_PATH", "NIS_DEFAULTS", "NIS_GROUP", "GMON_OUT_PREFIX", "DATEMSK", "ARGP_HELP_FMT", "MSGVERB", "SEV_LEVEL",
+    "POSIXLY_CORRECT", "PWD", "HESIOD_CONFIG", "HES_DOMAIN", "PCPROFILE_OUTPUT", "RESOLV_MULTI", "RESOLV_REORDER",
+    "MEMUSAGE_OUTPUT", "SEGFAULT_OUTPUT_NAME",
+    # Go: the runtime, its time zone lookup, the race detector, coverage, the go command
+    "GOTRACEBACK", "GORACE", "GOCOVERDIR", "GOROOT", "ZONEINFO", "GOENV", "GOTOOLCHAIN",
+    # Go's net/http (and curl): where an HTTP client sends its requests
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY",
+]
+PYTHON3 = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else shutil.which("python3")
+
+
+def test_a_rule_naming_a_newly_forbidden_variable_is_dropped_whole(make_server, tmp_path):
+    # One command per variable, each with a rule that names it: before, the client's value reached the command.
+    entries, tools = [], {}
+    for name in NEWLY_FORBIDDEN:
+        tool = tmp_path / ("show-" + name)
+        tool.write_text("#!%s\nimport os\nfor key in sorted(os.environ):\n    print(key + '=' + os.environ[key])\n" % PYTHON3)
+        tool.chmod(0o755)
+        tools[name] = str(tool)
+        entries += [str(tool), "    env %s={any}" % name]
+    server = make_server("tls", entries=entries)
+    for name in NEWLY_FORBIDDEN:
+        status, out, _err, message = raw_exec(server, [tools[name]], ["%s=/tmp/attacker-file" % name])
+        assert b"attacker-file" not in out, (name, out)
+        assert status == 126 and "not allowed" in message, (name, status, message)
+        assert "env %s: " % name in server.log(), (name, server.log())     # the warning at start-up
+    assert server.log().count("is dropped") == len(NEWLY_FORBIDDEN)
