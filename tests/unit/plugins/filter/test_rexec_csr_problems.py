@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402 pylint: d
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402 pylint: disable=wrong-import-position
 
 NODE = 'lab-host'
-NAMES = ['DNS:lab-host', 'IP:192.0.2.10']          # the role's __rexec_cert_names
+NAMES = ('DNS:lab-host', 'IP:192.0.2.10')          # the role's __rexec_cert_names
 USAGE = ['digitalSignature']
 EXTENDED = ['serverAuth', 'clientAuth']
 
@@ -97,7 +97,7 @@ def test_another_nodes_name_is_refused(key):
 
 
 def test_an_extra_name_is_refused(key):
-    found = problems(make_csr(key, names=NAMES + ['DNS:other-dpu']), key)
+    found = problems(make_csr(key, names=NAMES + ('DNS:other-dpu',)), key)
     assert found == ["subjectAltName DNS:lab-host, DNS:other-dpu, IP:192.0.2.10: not only this node's names "
                      "(DNS:lab-host, IP:192.0.2.10)"]
     # the CN alone, or the CN of another node next to ours
@@ -142,7 +142,7 @@ def test_a_key_that_is_not_the_nodes_is_refused(key):
     other = _key()
     found = problems(make_csr(other), key)
     assert len(found) == 1 and "is not the node's key (sha256 %s)" % _fingerprint(key) in found[0], found
-    assert rexec_csr_problems(csr_info.openssl_csr_info_filter(make_csr(key)), NODE, NAMES, '', key_usage=USAGE,
+    assert rexec_csr_problems(csr_info.openssl_csr_info_filter(make_csr(key)), NODE, list(NAMES), '', key_usage=USAGE,
                               extended_key_usage=EXTENDED)
 
 
