@@ -162,10 +162,10 @@ def base_env():
 
 @pytest.fixture
 def make_server(tmp_path, pki, base_env):
-    """Factory: make_server(kind="tls"|"insecure"|"unix"|"tls6", whitelist=None, start=True, **env)."""
+    """Factory: make_server(kind="tls"|"insecure"|"unix"|"tls6", whitelist=None, start=True, program=None, **env)."""
     servers = []
 
-    def factory(kind="tls", entries=None, start=True, **extra):
+    def factory(kind="tls", entries=None, start=True, program=None, **extra):
         directory = str(tmp_path)
         env = dict(base_env)
         client = dict(base_env)
@@ -191,7 +191,7 @@ def make_server(tmp_path, pki, base_env):
                 env.pop(key, None)
             else:
                 env[key] = str(value)
-        server = RexecServer(directory, env, client, whitelist)
+        server = RexecServer(directory, env, client, whitelist, program)
         servers.append(server)
         if start:
             server.start()

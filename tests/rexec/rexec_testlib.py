@@ -75,7 +75,8 @@ def default_entries():
 class RexecServer:
     """A rexec_server subprocess; stderr goes to a log file."""
 
-    def __init__(self, directory, env, client_env, whitelist):
+    def __init__(self, directory, env, client_env, whitelist, program=None):
+        self.program = program or SERVER
         self.directory = directory
         self.env = env
         self.client_base = client_env
@@ -86,7 +87,7 @@ class RexecServer:
 
     def start(self, expect_ready=True):
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen([PYTHON, SERVER], env=self.env, stdout=subprocess.DEVNULL, stderr=log,
+            self.proc = subprocess.Popen([PYTHON, self.program], env=self.env, stdout=subprocess.DEVNULL, stderr=log,
                                          stdin=subprocess.DEVNULL)
         if not expect_ready:
             return self

@@ -41,10 +41,14 @@ def _load(relative):
         return _trust(yaml.safe_load(handle))
 
 
-def render(name, is_host, **extra):
+ROLE_VARS = ("roles/offload_common/defaults/main/remote_commands.yml", "roles/offload_common/defaults/main/rexec.yml",
+             "roles/rexec/defaults/main.yml", "roles/rexec/vars/main.yml")
+STOCK_VARS = ("roles/stock_engine/defaults/main.yml", "roles/stock_engine/vars/main.yml")
+
+
+def render(name, is_host, files=ROLE_VARS, **extra):
     variables = {}
-    for relative in ("roles/offload_common/defaults/main/remote_commands.yml", "roles/offload_common/defaults/main/rexec.yml",
-                     "roles/rexec/defaults/main.yml", "roles/rexec/vars/main.yml"):
+    for relative in files:
         variables.update(_load(relative))
     variables.update(offload_common_is_host=is_host, offload_common_peer="lab-dpu" if is_host else "lab-host",
                      offload_common_address="192.0.2.1", offload_common_peer_address="192.0.2.2",
@@ -55,8 +59,8 @@ def render(name, is_host, **extra):
         return templar.template(_trust(handle.read()))
 
 
-def allowlist(is_host, **extra):
-    text = render("whitelist.j2", is_host, **extra)
+def allowlist(is_host, files=ROLE_VARS, **extra):
+    text = render("whitelist.j2", is_host, files, **extra)
     parsed = rexec_policy.parse_allowlist(text.encode(), realpath=lambda path: path)
     assert parsed.problems == [], text
     return parsed
@@ -149,3 +153,24 @@ def test_a_path_without_rules_runs_without_arguments_only():
                       rexec_extra_allowed_commands=["/usr/sbin/runc"])
     assert allowed(rules, ["/usr/bin/ps"]) and not allowed(rules, ["/usr/bin/ps", "-ef"])
     assert allowed(rules, ["/usr/sbin/runc", "delete", "c1"]) and not allowed(rules, ["/usr/sbin/runc", "run", "c1"])
+
+
+# docker top: dockerd runs `ps OPTIONS -qPIDS` (OPTIONS: the user's, split at blanks, -ef by default), then `ps OPTIONS`.
+PS_ALLOWED = [["-ef"], ["-ef", "-q1234,5678"], ["aux"], ["aux", "-q42"], ["-o", "pid,args", "-q42"], ["-o", "comm=", "-p", "1"],
+              ["-p", "1"], ["-eo", "pid,user,args"], ["-opid,comm"], ["axjf"], ["-ef", "--forest"], ["--sort=-rss", "-e"],
+              ["-o", "pid,comm=COMMAND", "-q7"], ["-efL", "-q1"]]
+PS_REFUSED = [[], [""], ["/etc/shadow"], ["-ef", "../../etc/shadow"], ["-n", "/boot/System.map", "-ef"],
+              ["-efn", "System.map"], ["N", "System.map"], ["axN", "map"], ["-ef", "-q1", "/tmp/x"], ["--info"],
+              ["-o", "pid", "--namelist=/tmp/x"], ["-t", "pts/0"], ["-e\u00b2"]]
+
+
+def test_stock_mode_ps_takes_only_options_that_read_processes():
+    rules = allowlist(True, files=ROLE_VARS + STOCK_VARS,
+                      rexec_host_commands="{{ __stock_engine_rexec_vars.host.rexec_host_commands }}")
+    assert sorted(rules.rules) == [b"/usr/bin/containerd-shim-runc-v2", b"/usr/bin/ps"]
+    for args in PS_ALLOWED:
+        assert allowed(rules, ["/usr/bin/ps"] + args), args
+    for args in PS_REFUSED:
+        assert not allowed(rules, ["/usr/bin/ps"] + args), args
+    # and no rule takes anything: every ps rule's words are checked
+    assert all(" {any}" not in rule.pattern for rule in rules.rules[b"/usr/bin/ps"])

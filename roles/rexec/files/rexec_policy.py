@@ -32,19 +32,31 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # Owned by the server: an entry cannot name them.
 _RESERVED_ENV = frozenset(("PATH", "LANG", "LANGUAGE"))
 _RESERVED_ENV_PREFIXES = ("LC_",)
-# Variables that make a loader, a shell or an interpreter run code or read
-# files of the client's choosing.  Never passed, whatever an entry says.
+# Variables that make a loader, a shell, an interpreter, glibc or the Go
+# runtime run code, read or write files, or send traffic where the client
+# chooses, or change how a command parses its arguments.  Never passed,
+# whatever an entry says (docs/rexec.md, "The allowlist", lists why).
 _FORBIDDEN_ENV = frozenset((
+    # shells, pagers, editors and their start-up files
     "BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "PS4", "IFS", "CDPATH", "GLOBIGNORE", "PROMPT_COMMAND", "ZDOTDIR",
     "INPUTRC", "BROWSER", "PAGER", "MANPAGER", "SYSTEMD_PAGER", "EDITOR", "VISUAL", "SHELL", "HOME", "LESSOPEN",
-    "LESSCLOSE", "GCONV_PATH", "LOCPATH", "NLSPATH", "HOSTALIASES", "RESOLV_HOST_CONF", "LOCALDOMAIN",
-    "RES_OPTIONS", "GETCONF_DIR", "TZDIR", "CLASSPATH", "TERMINFO", "TERMINFO_DIRS", "KRB5_CONFIG",
-    "SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE", "XDG_CONFIG_HOME", "XDG_CONFIG_DIRS", "XDG_DATA_HOME",
-    "XDG_DATA_DIRS", "TMPDIR", "LIBRARY_PATH", "GODEBUG", "GOFLAGS",
+    "LESSCLOSE", "PWD",
+    # glibc: what it drops for secure-execution (setuid) programs, plus TZ (a zone file read as root)
+    "GCONV_PATH", "LOCPATH", "NLSPATH", "HOSTALIASES", "LOCALDOMAIN", "RES_OPTIONS", "GETCONF_DIR", "TZ", "TZDIR",
+    "TMPDIR", "NIS_PATH", "NIS_DEFAULTS", "NIS_GROUP", "GMON_OUT_PREFIX", "PCPROFILE_OUTPUT", "DATEMSK",
+    "ARGP_HELP_FMT", "MSGVERB", "SEV_LEVEL", "HESIOD_CONFIG", "HES_DOMAIN", "POSIXLY_CORRECT",
+    # other libraries' configuration and trust files
+    "CLASSPATH", "TERMINFO", "TERMINFO_DIRS", "KRB5_CONFIG", "SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE",
+    "XDG_CONFIG_HOME", "XDG_CONFIG_DIRS", "XDG_DATA_HOME", "XDG_DATA_DIRS", "LIBRARY_PATH",
+    # Go: runtime switches, crash dumps, time zone data, race and coverage output, the go command
+    "GODEBUG", "GOTRACEBACK", "GORACE", "GOCOVERDIR", "GOROOT", "ZONEINFO", "GOFLAGS", "GOENV", "GOTOOLCHAIN",
+    # HTTP clients (Go's net/http, curl): where requests go
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY",
 ))
 _FORBIDDEN_ENV_PREFIXES = (
     "LD_", "DYLD_", "BASH_FUNC_", "PYTHON", "PERL", "RUBY", "GEM_", "BUNDLE_", "NODE_", "NPM_", "JAVA_", "_JAVA_",
     "JDK_", "LUA_", "TCL", "TK_", "GCONV", "MALLOC_", "GLIBC_", "OPENSSL_", "GIT_", "PHP", "R_", "JULIA_", "GUILE",
+    "RESOLV_", "MEMUSAGE_", "SEGFAULT_",
 )
 
 _SIGNAL_NAMES = frozenset((
@@ -57,6 +69,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 _UINT = re.compile(r"[0-9]{1,10}\Z")
 _MODULE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}\Z")
 _PID = re.compile(r"[1-9][0-9]{0,9}\Z")
+_SIGNUM = re.compile(r"[0-9]{1,2}\Z")
 
 
 class RuleError(ValueError):
@@ -84,7 +97,7 @@ def env_name_refused(name):
         return "set by the server itself"
     upper = name.upper()
     if upper in _FORBIDDEN_ENV or upper.startswith(_FORBIDDEN_ENV_PREFIXES):
-        return "a loader, shell or interpreter variable, never passed"
+        return "a loader, shell, interpreter, libc or Go runtime variable, never passed"
     return None
 
 
@@ -125,8 +138,9 @@ def _path_matches(value, pattern_parts):
 
 
 def _signal_word(value):
-    if value.isdigit():
-        return len(value) <= 2 and int(value) <= 64
+    # ASCII digits only: str.isdigit() is true for a superscript 2 (int() raises) and an Arabic-Indic 9 (int() reads 9).
+    if _SIGNUM.match(value):
+        return int(value) <= 64
     name = value[3:] if value.startswith("SIG") else value
     if name in _SIGNAL_NAMES:
         return True
@@ -221,7 +235,8 @@ class Word:
             self.arg = arg[1:].split("/") if arg != "/" else []
         elif kind == "re":
             try:
-                self.arg = re.compile(arg)
+                # ASCII: \d, \w and \s must not match other scripts' digits, letters and blanks.
+                self.arg = re.compile(arg, re.ASCII)
             except re.error as exc:
                 raise RuleError("bad regular expression in %r: %s" % (self.text, exc))
         elif kind == "pid":
