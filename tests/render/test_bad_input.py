@@ -178,3 +178,24 @@ def test_every_stock_gate_stops_a_node_whose_partner_failed_before_it(tmp_path):
     (tmp_path / 'play.yml').write_text(yaml.safe_dump([dict(play[0], tasks=steps[1:])], sort_keys=False))
     result = run_playbook(tmp_path / 'play.yml', tmp_path / 'hosts.yml')
     assert result.rc == 0 and result.output.count('past the gate bad-') == 2, result
+
+
+def test_forgetting_the_record_takes_its_directory_when_nothing_else_is_in_it(offload, tmp_path):
+    # teardown.yml's last play: the record goes, and /etc/dpu-offload with it unless something else lives there.
+    result, written = offload()
+    assert result.rc == 0 and len(written) == 2, result
+    records = tmp_path / 'records'
+    (records / DPU / 'someone-elses').write_text('x')
+    forget = [{'name': 'Forget', 'hosts': 'offload_hosts:offload_dpus', 'gather_facts': False,
+               'tasks': [{'name': 'Forget the engine mode', 'ansible.builtin.include_role': {
+                   'name': 'dpu.offload.offload_common', 'tasks_from': 'engine_mode.yml'},
+                   'vars': {'offload_common_mode_action': 'forget'}}]}]
+    (tmp_path / 'forget.yml').write_text(yaml.safe_dump(forget, sort_keys=False))
+    for check in (('--check',), ()):
+        assert (records / HOST / 'mode').exists()
+        result = run_playbook(tmp_path / 'forget.yml', tmp_path / 'hosts.yml', *check)
+        assert result.rc == 0 and result.recap[HOST]['changed'] == '1', result
+    assert sorted(p.name for p in records.iterdir()) == [DPU]
+    assert [p.name for p in (records / DPU).iterdir()] == ['someone-elses']
+    again = run_playbook(tmp_path / 'forget.yml', tmp_path / 'hosts.yml')
+    assert again.rc == 0 and again.recap[HOST]['changed'] == '0' and again.recap[DPU]['changed'] == '0', again
