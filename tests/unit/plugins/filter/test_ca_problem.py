@@ -15,8 +15,11 @@ import pytest
 from ansible_collections.dpu.offload.plugins.filter.ca_problem import ca_problem
 
 SAMPLES = json.loads((pathlib.Path(__file__).parent / 'fixtures' / 'ca_info.json').read_text())
-KEYS, CERTS, SKIPPED = SAMPLES['keys'], SAMPLES['certs'], SAMPLES['skipped']
-KEY, CERT = '/home/user/.dpu-offload/pki/ca.key', '/home/user/.dpu-offload/pki/ca.crt'
+KEYS = SAMPLES['keys']
+CERTS = SAMPLES['certs']
+SKIPPED = SAMPLES['skipped']
+KEY = '/home/user/.dpu-offload/pki/ca.key'
+CERT = '/home/user/.dpu-offload/pki/ca.crt'
 NODE_COPY = '/etc/rexec/tls/ca.crt'
 REDEPLOY = 'then run playbooks/offload.yml on every pair'
 
