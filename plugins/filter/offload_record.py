@@ -22,7 +22,6 @@ def offload_record_text(engine, pair=None):
     return '\n'.join(lines) + '\n'
 
 
-
 def offload_record(text):
     """The record read back: engine ('' when there is none) and, from newer records, address, peer, peer_address."""
     lines = (text or '').splitlines()

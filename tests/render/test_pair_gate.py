@@ -34,8 +34,8 @@ PLAYBOOK = [
      'post_tasks': [{'name': 'Mark the stage done', 'ansible.builtin.include_tasks': str(ROOT / 'playbooks/tasks/pair_done.yml'),
                      'vars': {'pair_gate_stage': 'mode'}}]},
     {'name': 'The next stage', 'hosts': 'offload_hosts:offload_dpus', 'gather_facts': False,
-     'pre_tasks': [{'name': 'Gate', 'ansible.builtin.include_role': {'name': 'dpu.offload.offload_common',
-                                                                    'tasks_from': 'pair_gate'},
+     'pre_tasks': [{'name': 'Gate',
+                    'ansible.builtin.include_role': {'name': 'dpu.offload.offload_common', 'tasks_from': 'pair_gate'},
                     'vars': {'offload_common_pair_after': 'mode'}}],
      'tasks': [{'name': 'Reached', 'ansible.builtin.debug': {'msg': 'reached'}}]},
 ]

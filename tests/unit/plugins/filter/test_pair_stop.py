@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ansible_collections.dpu.offload.plugins.filter.pair_stop import pair_stop
 
-PAIR = ['lab-host', 'lab-dpu']
+PAIR = ('lab-host', 'lab-dpu')
 # What Ansible registered for the first task that reached the DPU, a lab
 # container that was not running (community.docker.docker).
 UNREACHABLE = {'unreachable': True, 'changed': False,
