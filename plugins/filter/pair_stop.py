@@ -15,8 +15,19 @@ def _get(node_vars, name, default=None):
     return default if value is None else value
 
 
+# What the docker CLI says when the container is not there to exec into: the
+# lab's nodes are containers, and Ansible reports that as a module failure.
+GONE = ('is not running', 'No such container')
+
+
 def _unreachable(result):
-    return isinstance(result, dict) and bool(result.get('unreachable'))
+    """Whether the first task that went to the node found no one there."""
+    if not isinstance(result, dict):
+        return False
+    if result.get('unreachable'):
+        return True
+    said = '%s %s' % (result.get('module_stderr') or '', result.get('msg') or '')
+    return bool(result.get('failed')) and not (result.get('module_stdout') or '').strip() and any(g in said for g in GONE)
 
 
 def pair_stop(node, peer, peer_vars, play, after='', step='', written=True):

@@ -5,13 +5,23 @@ which machine stopped, why and what to do, offering the teardown only when
 the run may have changed something."""
 from __future__ import annotations
 
+import pytest
+
 from ansible_collections.dpu.offload.plugins.filter.pair_stop import pair_stop
 
 PAIR = ('lab-host', 'lab-dpu')
-# What Ansible registered for the first task that reached the DPU, a lab
-# container that was not running (community.docker.docker).
+# What Ansible registered for the first task that went to the DPU: over SSH
+# to a machine that is down, and through community.docker.docker (the lab)
+# to a container that is not there, which Ansible reports as a module failure.
 UNREACHABLE = {'unreachable': True, 'changed': False,
-               'msg': 'Task failed: Failed to create temporary directory. ... Container "lab-dpu" is not running'}
+               'msg': 'Task failed: Failed to connect to the host via ssh: ssh: connect to host 127.0.0.1 port 1: '
+                      'Connection refused'}
+NO_CONTAINER = {'changed': False, 'failed': True, 'module_stdout': '', 'rc': 1,
+                'module_stderr': 'Error response from daemon: No such container: lab-dpu\n',
+                'msg': 'Module result deserialization failed: No start of json char found'}
+STOPPED = dict(NO_CONTAINER, module_stderr='Error response from daemon: Container 1d2c3b4a is not running\n')
+# A node whose module ran and said why it failed is not gone.
+MODULE_FAILED = {'changed': False, 'failed': True, 'msg': 'No package matching dpu-offload-no-such-package is available'}
 SKIPPED = {'changed': False, 'skipped': True, 'skip_reason': 'Conditional result was False'}
 DPU_VARS = {'offload_common_pair': {'peer': 'lab-host'}, '__offload_common_reach': SKIPPED, 'dpu_offload_done': ['mode']}
 
@@ -32,6 +42,16 @@ def test_an_unreachable_partner_before_anything_was_written():
     assert msg == ('lab-host stops before recording the engine mode: its partner lab-dpu is unreachable (see above). '
                    'Nothing was changed on this pair; re-run playbooks/offload.yml once lab-dpu is back.')
     assert 'teardown' not in msg
+
+
+@pytest.mark.parametrize('result', [NO_CONTAINER, STOPPED])
+def test_a_lab_container_that_is_not_there_counts_as_unreachable(result):
+    msg = pair_stop('lab-host', 'lab-dpu', dict(DPU_VARS, __offload_common_reach=result),
+                    play(hosts=['lab-host'], batch=['lab-host']), written=False)
+    assert 'its partner lab-dpu is unreachable (see above)' in msg
+    failed = pair_stop('lab-host', 'lab-dpu', dict(DPU_VARS, __offload_common_reach=MODULE_FAILED),
+                       play(hosts=['lab-host'], batch=['lab-host']), written=False)
+    assert 'its partner lab-dpu failed (its error is above)' in failed
 
 
 def test_a_failed_partner_after_something_was_written_offers_the_teardown():
