@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.dpu.offload.plugins.filter.offload_inputs import bare_address
 
 # vsock context ids when the inventory gives none: the HOST's is 2 upstream.
 HOST_CID = 2
@@ -14,7 +15,7 @@ DPU_CID = 10
 
 def url_host(address):
     """An address as the host part of a URL or an scp-style source: IPv6 literals in brackets."""
-    address = '' if address is None else str(address)
+    address = bare_address(address)
     return '[%s]' % address if ':' in address else address
 
 
@@ -62,11 +63,12 @@ def offload_pair(hostvars, node, groups):
         raise AnsibleFilterError('%s: the HOST %s is named by %d DPUs (%s) in dpu_offload_host; a HOST pairs with '
                                  'exactly one DPU' % (node, peer if not is_host else node, len(named_by), ', '.join(named_by)))
     theirs = hostvars[peer]
-    peer_address = str(_get(theirs, 'dpu_offload_address', ''))
+    # The inventory may bracket an IPv6 address; the roles get it bare.
+    peer_address = bare_address(_get(theirs, 'dpu_offload_address', ''))
     return {
         'is_host': is_host,
         'peer': peer,
-        'address': str(_get(mine, 'dpu_offload_address', '')),
+        'address': bare_address(_get(mine, 'dpu_offload_address', '')),
         'peer_address': peer_address,
         'peer_host': url_host(peer_address),
         'family': 'ipv6' if ':' in peer_address else 'ipv4',

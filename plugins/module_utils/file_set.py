@@ -62,7 +62,7 @@ def resolve_id(value, kind, path, lookup=None):
 def normalize(entries, defaults=None, lookup_owner=None, lookup_group=None):
     """Check the entries and fill in defaults; returns a list of dicts.
 
-    Fields: path, state, content, src, mode, uid, gid, force, parents, validate.
+    Fields: path, state, content, src, mode, uid, gid, force, parents, validate, if_empty.
     """
     defaults = defaults or {}
     seen = set()
@@ -89,6 +89,8 @@ def normalize(entries, defaults=None, lookup_owner=None, lookup_group=None):
             raise FileSetError('%s: content is only for state=file' % path)
         if state != 'link' and raw.get('src') is not None:
             raise FileSetError('%s: src is only for state=link' % path)
+        if state != 'absent' and raw.get('if_empty'):
+            raise FileSetError('%s: if_empty is only for state=absent' % path)
 
         def pick(key):
             value = raw.get(key)
@@ -109,6 +111,7 @@ def normalize(entries, defaults=None, lookup_owner=None, lookup_group=None):
             force=bool(True if raw.get('force') is None else raw.get('force')),
             parents=bool(pick('parents')),
             validate=raw.get('validate') or None,
+            if_empty=bool(raw.get('if_empty')),
         ))
     return result
 
@@ -249,9 +252,13 @@ def plan_entry(entry, planned_dirs=frozenset(), predict=False, removed=frozenset
         if kind == 'absent':
             actions = []
         elif kind == 'directory':
-            if [name for name in os.listdir(path) if os.path.join(path, name) not in removed]:
+            if not [name for name in os.listdir(path) if os.path.join(path, name) not in removed]:
+                actions = ['rmdir']
+            elif entry['if_empty']:
+                # Something else lives there: it stays, and so does the directory.
+                actions = []
+            else:
                 raise FileSetError('%s: the directory is not empty; it is removed only when empty' % path)
-            actions = ['rmdir']
         else:
             actions = ['remove']
         if actions:
@@ -268,7 +275,7 @@ def plan(entries, predict=False):
         actions, diff = plan_entry(entry, planned_dirs, predict, removed)
         if 'parents' in actions or (predict and entry['state'] != 'absent'):
             planned_dirs.update(missing_parents(entry['path'], planned_dirs))
-        if entry['state'] == 'absent':
+        if entry['state'] == 'absent' and (actions or not os.path.lexists(entry['path'])):
             planned_dirs.discard(entry['path'])
             removed.add(entry['path'])
         elif entry['state'] == 'directory':

@@ -124,15 +124,18 @@ def _match(specs, table, removed_ids=None):
 
 
 def plan_mounted(specs, table, filesystems=None, create_path=True, remount_on_mismatch=False,
-                 check_mode=False, realpath=os.path.realpath):
+                 check_mode=False, realpath=os.path.realpath, mismatch_hint=None):
     """Decide what state=mounted does for each spec, in list order.
 
     Items at the same path stack in list order (the HOST's /sys over the
     DPU's sysfs); items below a lower layer sit under that layer even when a
     later layer hides them. Returns (actions, warnings); raises MountError
-    naming every blocking problem.
+    naming every blocking problem. With mismatch_hint, a point where
+    something else is mounted names only what is there, and the hint (the
+    caller's fix) ends the message once.
     """
     problems = []
+    mismatched = []
     warnings = []
     actions = []
     removed = set()  # ids unmounted by planned actions
@@ -241,9 +244,11 @@ def plan_mounted(specs, table, filesystems=None, create_path=True, remount_on_mi
                 view[path] = entry
                 continue
             if not remount_on_mismatch:
-                problems.append('%s: %s is mounted there (%s), not the requested %s; unmount it '
-                                'or set remount_on_mismatch: true to replace it'
-                                % (spec.label(), entry.describe(), '; '.join(diffs), spec.describe()))
+                found = '%s: %s is mounted there (%s), not the requested %s' % (
+                    spec.label(), entry.describe(), '; '.join(diffs), spec.describe())
+                mismatched.append(found)
+                problems.append(found if mismatch_hint else
+                                found + '; unmount it or set remount_on_mismatch: true to replace it')
                 continue
             problem = not_mountable(spec)
             if problem:
@@ -273,11 +278,12 @@ def plan_mounted(specs, table, filesystems=None, create_path=True, remount_on_mi
         order = []
         if cover is not None:
             if not remount_on_mismatch:
-                problems.append('%s: not mounted, and the place it goes is covered by %s at %s '
-                                '(mounted over %s at %s); unmount the covering mount first, or set '
-                                'remount_on_mismatch: true to unmount it and mount both again'
-                                % (spec.label(), cover.describe(), cover.mountpoint,
-                                   base.describe(), base.mountpoint))
+                found = ('%s: not mounted, and the place it goes is covered by %s at %s (mounted over %s at %s)'
+                         % (spec.label(), cover.describe(), cover.mountpoint, base.describe(), base.mountpoint))
+                mismatched.append(found)
+                problems.append(found if mismatch_hint else
+                                found + '; unmount the covering mount first, or set remount_on_mismatch: true to '
+                                'unmount it and mount both again')
                 continue
             unmount_roots, order = removal([cover])
         else:
@@ -325,7 +331,7 @@ def plan_mounted(specs, table, filesystems=None, create_path=True, remount_on_mi
         view[path] = 'pending'
 
     if problems:
-        raise MountError('; '.join(problems))
+        raise MountError('; '.join(problems) + ('. %s' % mismatch_hint if mismatched and mismatch_hint else ''))
     return actions, warnings
 
 

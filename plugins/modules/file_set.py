@@ -102,6 +102,13 @@ options:
             temporary file, for example V(/usr/sbin/sshd -t -f %s). Split into arguments like a
             shell would, but never run through one.
         type: str
+      if_empty:
+        description:
+          - With O(entries[].state=absent), a directory that is not empty is left in place (and reported
+            unchanged) instead of failing; an empty one is removed.
+          - For directories a role made that other software may also put files in (C(/etc/systemd/system/rexec.service.d)).
+        type: bool
+        default: false
   parents:
     description: Default of O(entries[].parents).
     type: bool
@@ -172,6 +179,12 @@ EXAMPLES = r'''
         mode: "0600"
         validate: /usr/sbin/sshd -t -f %s
 
+- name: Remove a drop-in, and its directory unless something else is in it
+  dpu.offload.file_set:
+    entries:
+      - {path: /etc/systemd/system/rexec.service.d/dpu-offload.conf, state: absent}
+      - {path: /etc/systemd/system/rexec.service.d, state: absent, if_empty: true}
+
 - name: Create an empty file only when it is missing
   dpu.offload.file_set:
     entries:
@@ -237,6 +250,7 @@ ENTRY_SPEC = dict(
     force=dict(type='bool', default=True),
     parents=dict(type='bool'),
     validate=dict(type='str'),
+    if_empty=dict(type='bool', default=False),
 )
 
 ARGUMENT_SPEC = dict(

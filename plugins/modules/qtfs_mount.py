@@ -112,6 +112,13 @@ options:
       - When false, such a point is an error naming what is mounted there.
     type: bool
     default: false
+  mismatch_hint:
+    description:
+      - With O(state=mounted) and O(remount_on_mismatch=false), what the error for a point where something else
+        is mounted tells the user to do, instead of unmounting it by hand or setting O(remount_on_mismatch). Said
+        once, at the end of the message.
+      - For a role whose mounts change only through its own teardown and deploy (an address changed since).
+    type: str
 attributes:
   check_mode:
     support: full
@@ -248,6 +255,7 @@ ARGUMENT_SPEC = dict(
     recursive=dict(type='bool', default=False),
     create_path=dict(type='bool', default=True),
     remount_on_mismatch=dict(type='bool', default=False),
+    mismatch_hint=dict(type='str'),
 )
 
 MOUNTINFO = '/proc/self/mountinfo'
@@ -272,6 +280,7 @@ def run_qtfs_mount(module, mountinfo_path=MOUNTINFO, filesystems_path=FILESYSTEM
                 filesystems=lambda: read_filesystems(filesystems_path),
                 create_path=p['create_path'],
                 remount_on_mismatch=p['remount_on_mismatch'],
+                mismatch_hint=p['mismatch_hint'],
                 check_mode=module.check_mode)
         else:
             actions, warnings = plan_unmounted(specs, table, recursive=p['recursive'])

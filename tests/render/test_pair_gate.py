@@ -34,8 +34,9 @@ PLAYBOOK = [
      'post_tasks': [{'name': 'Mark the stage done', 'ansible.builtin.include_tasks': str(ROOT / 'playbooks/tasks/pair_done.yml'),
                      'vars': {'pair_gate_stage': 'mode'}}]},
     {'name': 'The next stage', 'hosts': 'offload_hosts:offload_dpus', 'gather_facts': False,
-     'pre_tasks': [{'name': 'Gate', 'ansible.builtin.include_tasks': str(ROOT / 'playbooks/tasks/pair_gate.yml'),
-                    'vars': {'pair_gate_after': 'mode'}}],
+     'pre_tasks': [{'name': 'Gate',
+                    'ansible.builtin.include_role': {'name': 'dpu.offload.offload_common', 'tasks_from': 'pair_gate'},
+                    'vars': {'offload_common_pair_after': 'mode'}}],
      'tasks': [{'name': 'Reached', 'ansible.builtin.debug': {'msg': 'reached'}}]},
 ]
 
@@ -61,5 +62,5 @@ def test_a_broken_pair_stops_alone(tmp_path):
         assert '%s: the HOST twice-host is named by 2 DPUs (twice-dpu1, twice-dpu2)' % node in words
     # The HOST of the DPU that failed stops at the gate, naming its partner.
     assert 'failed=1' in recap['half-host'] and 'failed=1' in recap['half-dpu']
-    assert 'Stopping the pair of half-host: half-dpu did not finish' in words
+    assert 'half-host stops: its partner half-dpu failed (its error is above)' in words
     assert '--limit half-host,half-dpu' in words

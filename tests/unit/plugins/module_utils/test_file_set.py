@@ -182,6 +182,30 @@ def test_absent_removes_files_links_and_empty_directories_only(tmp_path):
         run([{'path': str(full), 'state': 'absent'}])
 
 
+def test_if_empty_removes_an_empty_directory_and_keeps_one_with_something_else_in_it(tmp_path):
+    # Teardown's drop-in directory: the role's file goes, then the directory if nothing else is there.
+    dropins = tmp_path / 'rexec.service.d'
+    dropins.mkdir()
+    (dropins / 'ours.conf').write_text('x')
+    entries = [{'path': str(dropins / 'ours.conf'), 'state': 'absent'},
+               {'path': str(dropins), 'state': 'absent', 'if_empty': True}]
+    assert [a for _p, a in run(entries)] == [['remove'], ['rmdir']]
+    assert not dropins.exists()
+    assert [a for _p, a in run(entries)] == [[], []]
+    # Someone else's drop-in stays, and so does the directory, and its parent too.
+    dropins.mkdir()
+    (dropins / 'ours.conf').write_text('x')
+    (dropins / 'theirs.conf').write_text('y')
+    entries.append({'path': str(tmp_path), 'state': 'absent', 'if_empty': True})
+    assert [a for _p, a in run(entries)] == [['remove'], [], []]
+    assert sorted(os.listdir(str(dropins))) == ['theirs.conf']
+    # Check mode predicts the same from the same tree.
+    (dropins / 'ours.conf').write_text('x')
+    assert [a for _e, a, _d in plan(normalize(entries, ME), predict=True)] == [['remove'], [], []]
+    with pytest.raises(FileSetError, match='if_empty is only for state=absent'):
+        normalize([{'path': str(dropins), 'if_empty': True}])
+
+
 def test_the_diff_shows_content_and_state(tmp_path):
     target = tmp_path / 'f'
     target.write_text('a\n')

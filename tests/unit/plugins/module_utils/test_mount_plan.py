@@ -40,6 +40,20 @@ def test_plan_mismatch_fails_naming_what_is_there(crafted):
     assert 'proc proc' in msg and 'remount_on_mismatch' in msg
 
 
+def test_plan_mismatch_with_a_hint_names_the_callers_fix_once(crafted):
+    # The peer's address changed since the deploy: its sshfs mounts are of the old one.
+    s = specs({'path': '/another_rootfs/var/lib/docker/containers', 'fstype': 'fuse.sshfs',
+               'src': 'root@[2001:db8::10]:/var/lib/docker/containers', 'opts': 'reconnect'},
+              {'path': '/another_rootfs/local_proc', 'fstype': 'tmpfs'})
+    hint = 'Run playbooks/teardown.yml --limit a,b, then deploy with the new address.'
+    with pytest.raises(MountError) as exc:
+        plan_mounted(s, crafted, filesystems=ALL_FS, mismatch_hint=hint)
+    msg = str(exc.value)
+    assert 'root@host:/var/lib/docker/containers' in msg and 'proc proc' in msg
+    assert 'remount_on_mismatch' not in msg and 'unmount it' not in msg
+    assert msg.endswith('. ' + hint) and msg.count(hint) == 1
+
+
 def test_plan_remount_on_mismatch_unmounts_stack_and_hidden(crafted):
     s = specs({'path': '/another_rootfs/sys', 'fstype': 'sysfs'})
     actions, dummy = plan_mounted(s, crafted, filesystems=ALL_FS, remount_on_mismatch=True)
