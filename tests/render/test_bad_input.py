@@ -145,6 +145,8 @@ def stock_tasks():
     "Keep this side's shared tmpfs directories on disk, so that they outlive a reboot",
     # It authorises this side's key on the peer and reads the peer's host key.
     "Make this side's sshfs key and pin the peer's endpoint",
+    # The DPU's CNI runs the HOST's plugins.
+    "Give pods their own networks on the HOST",
     'Install the offload shim, its settings and the containerd configuration',
     "Start the DPU's containerd",
 ])
