@@ -64,6 +64,8 @@ def offload(tmp_path):
             (work / 'group_vars').symlink_to((source / 'group_vars').resolve())
         env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / 'ansible.cfg'), ANSIBLE_NOCOLOR='1',
                    ANSIBLE_STDOUT_CALLBACK='ansible.builtin.default', ANSIBLE_CALLBACK_RESULT_FORMAT='json')
+        # molecule forces colour on; its codes would hide the lines parsed here.
+        env.pop('ANSIBLE_FORCE_COLOR', None)
         binary = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
         result = subprocess.run([binary, '-i', str(work), str(ROOT / 'playbooks/offload.yml')], cwd=ROOT, env=env,
                                 capture_output=True, text=True, timeout=900, check=False)
