@@ -43,7 +43,7 @@ PYENV_BINS := $(subst $(space),:,$(wildcard $(HOME)/.pyenv/versions/3.*/bin))
 ATEST_PATH := $(BIN)$(if $(PYENV_BINS),:$(PYENV_BINS)):$(PATH)
 
 .PHONY: help venv vm-smoke molecule-qtfs demo teardown inventory bench-playbook ee test unit lint sanity units molecule changelog-lint importer \
-	build install-check lab-up lab-down lab-image lab-clean bench-rexec bench-mounts bench-engine bench-quick chaos clean
+	build install-check k8s-build lab-up lab-down lab-image lab-clean bench-rexec bench-mounts bench-engine bench-quick chaos clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -156,6 +156,9 @@ lab-down: venv inventory ## remove the lab containers and network (only the proj
 lab-clean: lab-down ## lab-down, then remove the lab base image too (LAB=vm: the guest image and key)
 	lab/lab.sh rmi
 endif
+
+k8s-build: ## kubelet, kube-apiserver, kubectl, etcd, crictl, critest from their pinned Go modules, into .build/k8s (cached by their pins)
+	lab/k8s/build.sh
 
 bench-rexec: venv ## rexec against OpenSSH on loopback
 	python bench/bench_rexec.py
