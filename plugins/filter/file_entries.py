@@ -21,12 +21,16 @@ def _path(directory, file_name):
     return posixpath.join(directory, file_name)
 
 
-def file_entries(items, directory, template, name='name', mode='0644', var='item', parents=False):
+def file_entries(items, directory, template, name='name', mode='0644', var='item', parents=False, file_name=None):
     """One file_set entry per item: DIRECTORY/<item[name]>, rendered from TEMPLATE with `var` set to the item.
 
     item[name] is a file name, or an absolute path placed below DIRECTORY
     as below a root (a wrapper's /usr/sbin/modprobe in an offload root).
+    With file_name, item[name] names a directory and the file is
+    DIRECTORY/<item[name]>/FILE_NAME (containerd's certs.d/HOST/hosts.toml).
     """
+    if file_name is not None and (not file_name or '/' in str(file_name) or file_name in ('.', '..')):
+        raise AnsibleFilterError('file_entries: file_name %r is not a file name' % (file_name,))
     directory = str(directory)
     if not directory.startswith('/'):
         raise AnsibleFilterError('file_entries needs an absolute directory, got %r' % (directory,))
@@ -35,7 +39,10 @@ def file_entries(items, directory, template, name='name', mode='0644', var='item
     for item in items or []:
         if not isinstance(item, dict) or not item.get(name):
             raise AnsibleFilterError('file_entries: every item needs %r, got %r' % (name, item))
-        entry = {'path': _path(directory, str(item[name])), 'template': template, 'mode': mode, 'template_vars': {var: item}}
+        path = _path(directory, str(item[name]))
+        if file_name is not None:
+            path = posixpath.join(path, str(file_name))
+        entry = {'path': path, 'template': template, 'mode': mode, 'template_vars': {var: item}}
         if parents:
             entry['parents'] = True
         entries.append(entry)

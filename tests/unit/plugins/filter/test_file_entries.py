@@ -38,3 +38,16 @@ def test_the_template_variable_is_named_by_var_and_parents_only_when_asked():
 def test_a_name_is_a_file_name_or_a_canonical_absolute_path(path):
     with pytest.raises(AnsibleFilterError):
         file_entries([{'wrapper': path}], '/another_rootfs', 't.j2', name='wrapper')
+
+
+def test_a_file_name_puts_each_file_in_a_directory_named_after_the_item():
+    entries = file_entries([{'name': 'registry.k8s.io'}, {'name': 'localhost:5000'}], '/etc/c/certs.d', 'h.j2',
+                           file_name='hosts.toml', parents=True)
+    assert [e['path'] for e in entries] == ['/etc/c/certs.d/registry.k8s.io/hosts.toml', '/etc/c/certs.d/localhost:5000/hosts.toml']
+    assert all(e['parents'] for e in entries)
+
+
+@pytest.mark.parametrize('file_name', ['', 'a/b', '..'])
+def test_a_file_name_is_one_component(file_name):
+    with pytest.raises(AnsibleFilterError, match='not a file name'):
+        file_entries([{'name': 'x'}], '/etc', 'h.j2', file_name=file_name)
