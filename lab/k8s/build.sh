@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Kubernetes' own programs for the lab, built from their released Go modules
 # at the versions pinned in lab/k8s/*/go.mod and go.sum:
-#   kubelet, kube-apiserver, kubectl (k8s.io/kubernetes), etcd (its server
+#   kubelet, kube-apiserver, kube-controller-manager, kubectl (k8s.io/kubernetes), etcd (its server
 #   module), crictl and critest (sigs.k8s.io/cri-tools).
 # The binaries are kept in a cache outside the checkout, named after a hash
 # of everything that decides them (the pins, this script, the Go version),
@@ -46,7 +46,7 @@ if [ ! -f "$dir/.complete" ]; then
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ldflags="$ldflags -X $pkg.gitVersion=$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
   done
-  for program in kubelet kube-apiserver kubectl; do
+  for program in kubelet kube-apiserver kube-controller-manager kubectl; do
     "$go" build -ldflags "$ldflags" -o "$tmp/$program" "k8s.io/kubernetes/cmd/$program"
     log "$program $version built ($((SECONDS - started)) s)"
   done

@@ -11,7 +11,7 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.dpu.offload.plugins.filter.shared_directories import disk_backed
 
 TRANSPORTS = ('qtfs', 'sshfs')
-KEYS = {'path', 'mode', 'fifos', 'sshfs_opts', 'readonly', 'engine', 'bundles'}
+KEYS = {'path', 'mode', 'fifos', 'sshfs_opts', 'readonly', 'engine', 'bundles', 'submounts'}
 
 
 def _check(entry):
@@ -29,6 +29,12 @@ def _check(entry):
     fifos = entry.get('fifos') or ''
     if fifos.startswith('/') or '..' in fifos.split('/'):
         raise AnsibleFilterError('shared directory %s: fifos is a pattern below the directory, got %r' % (path, fifos))
+    submounts = entry.get('submounts')
+    if submounts is not None and (not isinstance(submounts, str) or posixpath.normpath(submounts) != submounts
+                                  or not (path == submounts or path.startswith(submounts.rstrip('/') + '/'))
+                                  or submounts == '/'):
+        raise AnsibleFilterError('shared directory %s: submounts is the directory itself or an ancestor of it '
+                                 '(not /), got %r' % (path, submounts))
 
 
 def stock_shared(shared, transport, is_host, engines=None, persist_root=''):
@@ -68,6 +74,9 @@ def stock_shared(shared, transport, is_host, engines=None, persist_root=''):
     owns = (owner == 'host') == bool(is_host)
     persisted = disk_backed([e for e in entries if owns], persist_root) if persist_root else {'dirs': [], 'binds': []}
     fifo_globs = [posixpath.join(e['path'], e['fifos']) for e in entries if e['fifos']]
+    # Mounts the owner's daemons make below such a directory later (kubelet's
+    # tmpfs volumes) reach the peer's view only from a shared mount.
+    roots = list(dict.fromkeys(e['submounts'] for e in entries if e.get('submounts')))
     return {
         'owner': owner,
         'dirs': entries,
@@ -83,6 +92,8 @@ def stock_shared(shared, transport, is_host, engines=None, persist_root=''):
         # The backing directories (file_set entries) and the binds that put them in place, in that order.
         'persist_dirs': persisted['dirs'],
         'persist_here': persisted['binds'],
+        # Each submounts directory made a shared mount of its own, before it is shared.
+        'shared_roots_here': [{'path': r, 'src': r, 'fstype': 'none', 'opts': 'bind,rshared'} for r in roots] if owns else [],
     }
 
 
@@ -93,8 +104,10 @@ def sftp_binds(dirs, chroot):
         raise AnsibleFilterError('the SFTP chroot must be an absolute directory other than /, got %r' % (chroot,))
     # A read-only entry is read-only in the chroot too: the peer cannot write
     # it even with the transport's key.
+    # With submounts, rbind from the shared mount: the copy joins its peer group
+    # and the owner's later mounts below appear in the chroot too.
     return [{'path': chroot + e['path'], 'src': e['path'], 'fstype': 'none',
-             'opts': 'bind,ro' if e.get('readonly') else 'bind'} for e in dirs]
+             'opts': ('rbind' if e.get('submounts') else 'bind') + (',ro' if e.get('readonly') else '')} for e in dirs]
 
 
 class FilterModule:

@@ -50,6 +50,8 @@ MOUNT_COMMAND_OPTIONS = frozenset([
     'nofail', '_netdev', 'bind', 'rbind', 'remount', 'move', 'loud', 'silent',
     'norelatime', 'diratime', 'async', 'sync', 'lazytime', 'nolazytime',
     'mand', 'nomand', 'iversion', 'noiversion', 'dirsync',
+    # Propagation changes mount(8) makes after the mount (mountinfo's optional fields, not its options).
+    'shared', 'rshared', 'slave', 'rslave', 'private', 'rprivate', 'unbindable', 'runbindable',
 ])
 
 # Words that may appear in the super options of a cgroup v1 mount and are

@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-PROGRAMS = ['crictl', 'critest', 'etcd', 'kube-apiserver', 'kubectl', 'kubelet']
+PROGRAMS = ['crictl', 'critest', 'etcd', 'kube-apiserver', 'kube-controller-manager', 'kubectl', 'kubelet']
 # go version | list -m -f {{.Version}} MODULE | build/test -c ... -o OUT PKG: OUT holds PKG and the flags.
 GO = r'''#!/bin/sh
 echo "go $* GOFLAGS=$GOFLAGS CGO_ENABLED=$CGO_ENABLED" >> "$K8S_TEST_STATE/calls"
@@ -62,7 +62,7 @@ def test_a_fresh_machine_builds_every_program_pinned_into_the_cache_and_links_it
     assert sorted(p.name for p in directory.iterdir() if p.name != '.complete') == PROGRAMS
     assert (directory / '.complete').exists() and os.path.realpath(repo / '.build/k8s') == str(directory)
     builds = [line for line in calls(state) if line.startswith(('go build', 'go test'))]
-    assert len(builds) == 6 and all('GOFLAGS=-mod=readonly -trimpath CGO_ENABLED=0' in line for line in builds)
+    assert len(builds) == 7 and all('GOFLAGS=-mod=readonly -trimpath CGO_ENABLED=0' in line for line in builds)
     kubelet = (directory / 'kubelet').read_text()
     assert kubelet.startswith('k8s.io/kubernetes/cmd/kubelet ')
     assert '-X k8s.io/component-base/version.gitVersion=v1.34.4' in kubelet and 'gitMinor=34' in kubelet

@@ -8,7 +8,10 @@ machine.
 import json
 import os
 import pathlib
+import socket
 import stat
+import struct
+import threading
 import sys
 
 import pytest
@@ -315,3 +318,47 @@ def test_the_ipam_bookkeeping_of_an_empty_network_goes_and_a_leased_one_stays(tm
             (directory / name).write_text('x')
     assert cni_host.machine_leftovers({'networks': ['empty', 'leased', 'absent'], 'ipam_dir': str(tmp_path)}) == []
     assert not (tmp_path / 'empty').exists() and (tmp_path / 'leased' / '10.88.0.7').exists()
+
+
+# ---- port forwarding (cni_forward)
+
+import cni_forward  # noqa: E402  pylint: disable=wrong-import-position,wrong-import-order
+
+
+def test_the_add_records_the_pods_address_for_port_forwarding(dpu, netns):
+    cni_dpu.dpu_call('bridge', json.dumps(BRIDGE).encode(), dict(ENV), dpu, Remote((0, json.dumps(RESULT).encode())))
+    records = cni_common.Records(dpu['state_dir'])
+    assert cni_forward.pods(records) == {NETNS: '10.88.0.7'}
+    # A pod whose ADD gave no address of its own (loopback only) is not forwarded to.
+    assert cni_common.pod_address({'ips': [{'address': '127.0.0.1/8'}]}) is None
+
+
+def test_the_redirect_sends_loopback_tcp_but_the_relays_own_port_to_it():
+    rule = cni_forward.redirect_rule('-A', 39999)
+    assert rule[rule.index('-A') + 1] == 'OUTPUT' and rule[rule.index('-d') + 1] == '127.0.0.1/32'
+    assert rule[rule.index('!') + 1:rule.index('!') + 3] == ['--dport', '39999']
+    assert rule[-4:] == ['-j', 'REDIRECT', '--to-ports', '39999']
+    assert cni_forward.redirect_rule('-C')[3] == '-C'
+
+
+def test_the_original_port_is_read_from_the_redirected_connection():
+    class Conn:
+        def getsockopt(self, level, option, size):
+            assert (level, option, size) == (0, 80, 16)
+            return struct.pack('!HH4s8x', 2, 8080, bytes([127, 0, 0, 1]))
+    assert cni_forward.original_port(Conn()) == 8080
+
+
+def test_the_relay_copies_both_ways_and_closes_both_ends():
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    thread = threading.Thread(target=cni_forward.pipe, args=(b, c))
+    thread.start()
+    a.sendall(b'request')
+    assert d.recv(100) == b'request'
+    d.sendall(b'answer')
+    assert a.recv(100) == b'answer'
+    a.shutdown(socket.SHUT_WR)
+    d.shutdown(socket.SHUT_WR)
+    thread.join(5)
+    assert not thread.is_alive() and a.recv(10) == b'' and d.recv(10) == b''

@@ -72,10 +72,10 @@ OPTS_BEFORE = ('reconnect,ServerAliveInterval=5,ServerAliveCountMax=3,allow_othe
 # stock_engine_shared's own options per directory, after the common ones.
 STOCK_RUNTIME = 'dir_cache=no,entry_timeout=0,attr_timeout=0,negative_timeout=0'
 STOCK_EXTRA = {
-    '/var/lib/containerd/io.containerd.snapshotter.v1.native': 'auto_cache,suid',
+    '/var/lib/containerd/io.containerd.snapshotter.v1.native': 'auto_cache',
     '/run/containerd/io.containerd.runtime.v2.task': STOCK_RUNTIME,
     '/run/containerd/fifo': STOCK_RUNTIME,
-    '/var/lib/docker/vfs': 'auto_cache,suid',
+    '/var/lib/docker/vfs': 'auto_cache',
     '/var/lib/docker/containers': 'ro',
     '/run/docker/containerd': STOCK_RUNTIME,
     '/run/containerd/io.containerd.grpc.v1.cri/containers': STOCK_RUNTIME,

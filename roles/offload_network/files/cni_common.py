@@ -108,13 +108,13 @@ def added(record, key, netns, call=None):
     """The record after a successful ADD of key; call (plugin, env, config) lets it be undone later."""
     entry = dict(call or {}, key=key)
     attached = [a for a in record["attached"] if a["key"] != key] + [entry]
-    return {"netns": netns or record["netns"], "attached": attached}
+    return dict(record, netns=netns or record["netns"], attached=attached)
 
 
 def deleted(record, key):
     """The record after a successful DEL of key; None when nothing is attached any more."""
     attached = [a for a in record["attached"] if a["key"] != key]
-    return {"netns": record["netns"], "attached": attached} if attached else None
+    return dict(record, attached=attached) if attached else None
 
 
 class Records:
@@ -135,7 +135,10 @@ class Records:
         if not isinstance(record, dict) or not isinstance(record.get("attached"), list):
             return dict(EMPTY)
         attached = [a for a in record["attached"] if isinstance(a, dict) and isinstance(a.get("key"), str)]
-        return {"netns": str(record.get("netns", "")), "attached": attached}
+        loaded = {"netns": str(record.get("netns", "")), "attached": attached}
+        if isinstance(record.get("ip"), str):
+            loaded["ip"] = record["ip"]
+        return loaded
 
     def save(self, container_id, record):
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
@@ -210,6 +213,18 @@ def remove_netns(path, netns_dir):
     name = netns_name(path, netns_dir)
     if is_netns(path) or os.path.lexists(path):
         run_ip(["netns", "delete", name])
+
+
+def pod_address(result):
+    """The first address of a CNI result that is not a loopback one (the pod's), or None."""
+    for entry in (result or {}).get("ips") or []:
+        try:
+            ip = ipaddress.ip_interface(str(entry.get("address", ""))).ip
+        except (ValueError, AttributeError):
+            continue
+        if not ip.is_loopback:
+            return str(ip)
+    return None
 
 
 def result_problems(result, subnets):

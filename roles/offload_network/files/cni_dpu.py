@@ -18,7 +18,7 @@ import sys
 
 from cni_common import (CONTAINER_COMMANDS, CNIError, ERR_CONFIG, ERR_TRY_LATER, Records, added, attachment,
                         check_plugin, cni_env, config_version, deleted, ensure_netns, error_json, is_netns,
-                        load_settings, netns_name, parse_config, remove_netns, result_problems, run_ip)
+                        load_settings, netns_name, parse_config, pod_address, remove_netns, result_problems, run_ip)
 
 LOOPBACK = "loopback"
 
@@ -101,13 +101,18 @@ def dpu_call(plugin, data, environ, settings, remote=remote_plugin):
                        "the DPU's containerd log has rexec's reason" % (plugin, status))
     if status == 0 and command == "ADD":
         try:
-            problems = result_problems(json.loads(out.decode("utf-8")), settings.get("subnets"))
+            result = json.loads(out.decode("utf-8"))
+            problems = result_problems(result, settings.get("subnets"))
         except ValueError:
-            problems = ["the result is not JSON"]
+            result, problems = None, ["the result is not JSON"]
         if problems:
             remote(settings, plugin, dict(env, CNI_COMMAND="DEL"), data)
             raise CNIError(ERR_CONFIG, "dpu.offload: refusing what the HOST's %s plugin returned: %s"
                            % (plugin, "; ".join(problems)))
+        address = pod_address(result)
+        if address:
+            # Where port forwarding to this pod goes (cni_forward).
+            records.update(container, lambda record: dict(record, ip=address))
     if status == 0 and command == "DEL":
         records.update(container, lambda record: deleted(record, key))
     if status == 0 and command == "ADD" and plugin == LOOPBACK and "CNI_NETNS" in env:

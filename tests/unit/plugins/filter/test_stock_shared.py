@@ -127,3 +127,24 @@ def test_file_entries_render_one_template_per_item():
             file_entries(bad, '/etc', 't.j2')
     with pytest.raises(AnsibleFilterError, match='absolute'):
         file_entries([], 'etc', 't.j2')
+
+
+KUBELET = {'path': '/var/lib/kubelet/pods', 'mode': '0750', 'engine': 'kubelet', 'readonly': True,
+           'submounts': '/var/lib/kubelet'}
+
+
+def test_submounts_make_a_shared_root_on_the_owner_and_a_recursive_chroot_bind():
+    shared = [dict(e) for e in SHARED] + [KUBELET]
+    dpu = stock_shared(shared, 'sshfs', False, ['kubelet'])
+    assert dpu['shared_roots_here'] == [{'path': '/var/lib/kubelet', 'src': '/var/lib/kubelet', 'fstype': 'none',
+                                         'opts': 'bind,rshared'}]
+    assert stock_shared(shared, 'sshfs', True, ['kubelet'])['shared_roots_here'] == []
+    assert stock_shared(shared, 'sshfs', False, [])['shared_roots_here'] == []
+    binds = {b['path']: b['opts'] for b in sftp_binds(dpu['owned_here'], '/srv/chroot')}
+    assert binds['/srv/chroot/var/lib/kubelet/pods'] == 'rbind,ro'
+
+
+@pytest.mark.parametrize('submounts', ['/var/lib/kube', '/var/lib/kubelet/pods/x', '/', 'var/lib/kubelet', '/var/lib/kubelet/'])
+def test_submounts_must_be_the_directory_or_an_ancestor(submounts):
+    with pytest.raises(AnsibleFilterError, match='submounts'):
+        stock_shared([dict(e) for e in SHARED] + [dict(KUBELET, submounts=submounts)], 'sshfs', False, ['kubelet'])
