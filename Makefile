@@ -43,7 +43,7 @@ PYENV_BINS := $(subst $(space),:,$(wildcard $(HOME)/.pyenv/versions/3.*/bin))
 ATEST_PATH := $(BIN)$(if $(PYENV_BINS),:$(PYENV_BINS)):$(PATH)
 
 .PHONY: help venv vm-smoke molecule-qtfs demo teardown inventory bench-playbook ee test unit lint sanity units molecule changelog-lint importer \
-	build install-check k8s-build lab-up lab-down lab-image lab-clean bench-rexec bench-mounts bench-engine bench-quick chaos clean
+	build install-check k8s-build k8s-up kubectl critest k8s-down lab-up lab-down lab-image lab-clean bench-rexec bench-mounts bench-engine bench-quick chaos clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -114,13 +114,13 @@ install-check: build ## install the tarball offline beside ansible-core alone + 
 QTFS ?= 0
 QTFS_SOURCE ?= $(wildcard $(CURDIR)/../shared/vendor/dpu-utilities-1.3.tar.gz)
 export QTFS_SOURCE
-MOLECULE_SCENARIOS ?= default patched $(if $(filter 1,$(QTFS)),$(if $(QTFS_SOURCE),qtfs))
+MOLECULE_SCENARIOS ?= default patched k8s $(if $(filter 1,$(QTFS)),$(if $(QTFS_SOURCE),qtfs))
 QTFS_WHY_NOT := $(if $(QTFS_SOURCE),not asked for (about 55 minutes under emulation). Run it with make test QTFS=1 or make molecule-qtfs,no qtfs source archive. Point QTFS_SOURCE at one (make molecule-qtfs QTFS_SOURCE=/path/to/dpu-utilities-1.3.tar.gz))
 QTFS_SKIPPED := $(if $(filter qtfs,$(MOLECULE_SCENARIOS)),,molecule: SKIPPED the qtfs scenario (the real qtfs.ko in the VM lab): $(QTFS_WHY_NOT).)
 
 # The whole run is kept in .build/molecule.log; on a failure its failing
 # tasks and tests are printed last, where CI's tail shows them.
-molecule: venv lab-image ## molecule test of MOLECULE_SCENARIOS (default, patched; QTFS=1 adds qtfs)
+molecule: venv lab-image $(if $(filter k8s,$(MOLECULE_SCENARIOS)),k8s-build) ## molecule test of MOLECULE_SCENARIOS (default, patched, k8s; QTFS=1 adds qtfs)
 	mkdir -p .build
 	$(if $(QTFS_SKIPPED),@echo '$(QTFS_SKIPPED)')
 	for scenario in $(MOLECULE_SCENARIOS); do molecule test -s $$scenario || exit $$?; done 2>&1 | tee .build/molecule.log \
@@ -157,8 +157,24 @@ lab-clean: lab-down ## lab-down, then remove the lab base image too (LAB=vm: the
 	lab/lab.sh rmi
 endif
 
-k8s-build: ## kubelet, kube-apiserver, kubectl, etcd, crictl, critest from their pinned Go modules, into .build/k8s (cached by their pins)
+k8s-build: ## kubelet, kube-apiserver, kube-controller-manager, kubectl, etcd, crictl, critest from their pinned Go modules, into .build/k8s (cached by their pins)
 	lab/k8s/build.sh
+
+KUBECTL := .build/k8s/kubectl --kubeconfig .build/k8s-lab/admin.kubeconfig
+k8s-up: venv k8s-build lab-up ## the lab with a control plane and kubelet on the DPU (kubectl: make kubectl ARGS='get nodes')
+	ansible-playbook lab/k8s/cluster.yml -i $(INVENTORY)
+	ansible-playbook playbooks/offload.yml -i $(INVENTORY) -e lab_kubelet=true
+	$(KUBECTL) get nodes -o wide
+
+kubectl: ## kubectl on the lab's cluster (make kubectl ARGS='get pods -A')
+	@$(KUBECTL) $(ARGS)
+
+critest: venv k8s-build ## critest on the deployed lab's DPU, offloaded against local, all specs (about 10 minutes); its table
+	ansible-playbook lab/k8s/critest.yml -i $(INVENTORY)
+
+k8s-down: venv ## undo make k8s-up: the offload, kubelet's lab files and cgroups (make lab-down removes the containers)
+	ansible-playbook playbooks/teardown.yml -i $(INVENTORY)
+	ansible-playbook lab/k8s/cluster-down.yml -i $(INVENTORY)
 
 bench-rexec: venv ## rexec against OpenSSH on loopback
 	python bench/bench_rexec.py

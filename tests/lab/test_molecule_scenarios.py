@@ -33,19 +33,19 @@ def _archive(tmp_path):
 
 def test_by_default_the_qtfs_scenario_is_skipped_saying_how_to_run_it(tmp_path):
     plan = _plan(QTFS_SOURCE=_archive(tmp_path))
-    assert _scenarios(plan) == ['default', 'patched']
+    assert _scenarios(plan) == ['default', 'patched', 'k8s']
     assert 'QTFS=1' in _skipped(plan) and 'make molecule-qtfs' in _skipped(plan)
 
 
 def test_asked_for_without_an_archive_it_is_skipped_naming_the_variable():
     plan = _plan(QTFS='1', QTFS_SOURCE='')
-    assert _scenarios(plan) == ['default', 'patched']
+    assert _scenarios(plan) == ['default', 'patched', 'k8s']
     assert 'QTFS_SOURCE=' in _skipped(plan)
 
 
 def test_asked_for_with_an_archive_every_scenario_runs(tmp_path):
     plan = _plan(QTFS='1', QTFS_SOURCE=_archive(tmp_path))
-    assert _scenarios(plan) == ['default', 'patched', 'qtfs']
+    assert _scenarios(plan) == ['default', 'patched', 'k8s', 'qtfs']
     assert 'SKIPPED' not in plan
     # The scenario list is molecule's own directories, every one of them.
     assert sorted(_scenarios(plan)) == sorted(p.name for p in (ROOT / 'molecule').iterdir() if (p / 'molecule.yml').is_file())
