@@ -2,10 +2,15 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.dpu.offload.plugins.filter.tree_entries import tree_entries
+
+ROLE_FILES = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..', 'roles', 'rexec', 'files')
+
 
 @pytest.fixture
 def files(tmp_path):
@@ -45,3 +50,13 @@ def test_links_and_empty_trees_are_refused(files):
     with pytest.raises(AnsibleFilterError, match='not a regular file'):
         tree_entries('tool', str(files), '/opt/tool')
 
+
+def test_the_rexec_role_installs_its_programs_and_their_package():
+    entries = tree_entries('rexec', ROLE_FILES, '/usr/local/lib/dpu-offload/rexec')
+    modes = {entry['path'].rsplit('/rexec/', 1)[1]: entry['mode'] for entry in entries}
+    assert {name: mode for name, mode in modes.items() if '/' not in name} == {
+        'rexec': '0755', 'rexec_server': '0755', 'rexec_forward': '0755', 'rexec_fiforelay': '0755',
+        'dpu_offload_rexec': '0755'}
+    modules = [name for name in modes if name.startswith('dpu_offload_rexec/')]
+    assert 'dpu_offload_rexec/client.py' in modules and 'dpu_offload_rexec/server.py' in modules
+    assert all(name.endswith('.py') and modes[name] == '0644' for name in modules)
