@@ -338,6 +338,15 @@ class UnixListener:
     def close(self):
         self.running = False
         self.thread.join(2)
+        # Connections still queued reached this socket too (the server had its READY): count them.
+        self.sock.setblocking(False)
+        while True:
+            try:
+                conn, _addr = self.sock.accept()
+            except OSError:
+                break
+            self.accepted += 1
+            conn.close()
         self.sock.close()
 
 
