@@ -12,11 +12,12 @@ import sys
 import threading
 import time
 
-# The programs and their package (dpu_offload_rexec) as the role installs them. REXEC_TEST_FILES runs
-# the suite against another copy of that directory (e.g. an older revision, to show that an attack
-# test fails there).
-FILES = os.path.abspath(os.environ.get("REXEC_TEST_FILES")
-                        or os.path.join(os.path.dirname(__file__), "..", "..", "roles", "rexec", "files", "rexec"))
+# The programs and their package (dpu_offload_rexec) as the role installs them.
+PACKAGE_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "roles", "rexec", "files", "rexec"))
+# REXEC_TEST_FILES runs the programs of another copy (e.g. an older revision, to show that an attack
+# test fails there; before the package, roles/rexec/files held them): they run as subprocesses, while
+# the tests speak the protocol with this checkout's package.
+FILES = os.path.abspath(os.environ.get("REXEC_TEST_FILES") or PACKAGE_DIR)
 CLIENT = os.path.join(FILES, "rexec")
 SERVER = os.path.join(FILES, "rexec_server")
 PYTHON = sys.executable
@@ -25,8 +26,8 @@ START_TIMEOUT = 10.0
 # Commands the default test allowlist permits (resolved through PATH here).
 ALLOWED = ("true", "false", "sh", "cat", "echo", "env", "sleep", "head", "pwd", "kill", "yes", "wc")
 
-if FILES not in sys.path:
-    sys.path.insert(0, FILES)
+if PACKAGE_DIR not in sys.path:
+    sys.path.insert(0, PACKAGE_DIR)
 
 
 def _ipv6_loopback():

@@ -14,7 +14,7 @@ import pytest
 from dpu_offload_rexec import connection, policy_commands, pump, settings, stream_session
 from dpu_offload_rexec import wire as proto
 from dpu_offload_rexec.settings import ConfigError, parse_address, resolve_address, tls_settings
-from rexec_testlib import FILES, PYTHON, write_allowlist
+from rexec_testlib import PACKAGE_DIR, PYTHON, write_allowlist
 
 
 @pytest.mark.parametrize("text,kind,host,port,path", [
@@ -240,7 +240,7 @@ def test_tcp_options_keep_a_session_through_a_cut_and_retry_soon_after():
 def _loaded(statement):
     """The package's modules a fresh interpreter holds after statement."""
     code = ("import sys\nsys.path.insert(0, %r)\n%s\n"
-            "print(' '.join(name for name in sys.modules if name.startswith('dpu_offload_rexec.')))" % (FILES, statement))
+            "print(' '.join(name for name in sys.modules if name.startswith('dpu_offload_rexec.')))" % (PACKAGE_DIR, statement))
     out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, check=True, timeout=60).stdout
     return set(name.split(".", 1)[1] for name in out.split())
 
