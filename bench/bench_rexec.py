@@ -12,8 +12,8 @@ no benchmark results and its targets are never enforced.
 Needs openssl; the OpenSSH side needs root (sshd logs in as root with a
 throwaway key), ssh, ssh-keygen and /usr/sbin/sshd, and is left out without them.  Everything lives in a temporary directory: a throwaway
 CA and certificates, the rexec programs copied there with their byte code
-compiled (as on an installed system: the files the rexec role installs,
-from its vars/main.yml), an sshd on a free loopback port.  The
+compiled (as on an installed system: the rexec role installs the directory
+files/rexec/, programs and package), an sshd on a free loopback port.  The
 rexec client and the `python3 -c "import ssl, socket"` baseline run with the
 interpreter that runs this script (sys.executable; --python picks another),
 so an interpreter shim (pyenv) does not skew the comparison.  Servers and temporary files are removed
@@ -32,25 +32,11 @@ import sys
 import tempfile
 import time
 
-import yaml
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROLE = os.path.join(HERE, "..", "roles", "rexec")
-FILES = os.path.join(ROLE, "files")
+PROGRAMS = os.path.join(ROLE, "files", "rexec")      # installed as it is (tree_entries)
 PYTHON = sys.executable
 QUICK = {"runs": 3, "bytes": 16 << 20, "bulk_repeat": 1, "concurrency": 10}
-
-
-def installed_files():
-    """The role's files that go to rexec_install_dir, as the role lists them (vars/main.yml, __rexec_files)."""
-    with open(os.path.join(ROLE, "vars", "main.yml"), encoding="utf-8") as handle:
-        entries = yaml.safe_load(handle)["__rexec_files"]
-    prefix = "{{ rexec_install_dir }}/"
-    names = [entry["copy"] for entry in entries if "copy" in entry and entry["path"].startswith(prefix)]
-    if not names or any(os.path.basename(entry["path"]) != entry["copy"] for entry in entries
-                        if entry.get("copy") in names):
-        raise RuntimeError("cannot read the rexec role's installed files from vars/main.yml")
-    return names
 
 
 def free_port():
@@ -119,13 +105,9 @@ class Bench:
 
     def start_rexec(self):
         bindir = os.path.join(self.tmp, "rexec")
-        os.mkdir(bindir)
-        names = installed_files()
-        for name in names:
-            shutil.copy2(os.path.join(FILES, name), bindir)
+        shutil.copytree(PROGRAMS, bindir, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         # byte-compile as an install would (with the interpreter under test)
-        run_quiet([PYTHON, "-c", "import py_compile, sys\nfor f in sys.argv[1:]: py_compile.compile(f, doraise=True)"]
-                  + [os.path.join(bindir, name) for name in names if name.endswith(".py")])
+        run_quiet([PYTHON, "-m", "compileall", "-q", bindir])
         pki = make_pki(self.tmp)
         whitelist = os.path.join(self.tmp, "whitelist")
         with open(whitelist, "w", encoding="utf-8") as handle:

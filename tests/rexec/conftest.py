@@ -5,7 +5,7 @@
 A throwaway PKI (two CAs, server and client certificates; EC P-256) is built
 once per session with the python `cryptography` package when it is
 importable, else (or with REXEC_TEST_PKI=openssl) with the `openssl` CLI.  Servers run as subprocesses of the
-real roles/rexec/files/rexec_server with their own allowlist, in tmp dirs.
+real roles/rexec/files/rexec/rexec_server with their own allowlist, in tmp dirs.
 """
 
 import datetime

@@ -12,10 +12,12 @@ import sys
 import threading
 import time
 
-# REXEC_TEST_FILES runs the suite against other copies of the programs (e.g. an older revision, to
-# show that an attack test fails there).
-FILES = os.path.abspath(os.environ.get("REXEC_TEST_FILES")
-                        or os.path.join(os.path.dirname(__file__), "..", "..", "roles", "rexec", "files"))
+# The programs and their package (dpu_offload_rexec) as the role installs them.
+PACKAGE_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "roles", "rexec", "files", "rexec"))
+# REXEC_TEST_FILES runs the programs of another copy (e.g. an older revision, to show that an attack
+# test fails there; before the package, roles/rexec/files held them): they run as subprocesses, while
+# the tests speak the protocol with this checkout's package.
+FILES = os.path.abspath(os.environ.get("REXEC_TEST_FILES") or PACKAGE_DIR)
 CLIENT = os.path.join(FILES, "rexec")
 SERVER = os.path.join(FILES, "rexec_server")
 PYTHON = sys.executable
@@ -24,8 +26,8 @@ START_TIMEOUT = 10.0
 # Commands the default test allowlist permits (resolved through PATH here).
 ALLOWED = ("true", "false", "sh", "cat", "echo", "env", "sleep", "head", "pwd", "kill", "yes", "wc")
 
-if FILES not in sys.path:
-    sys.path.insert(0, FILES)
+if PACKAGE_DIR not in sys.path:
+    sys.path.insert(0, PACKAGE_DIR)
 
 
 def _ipv6_loopback():
@@ -214,8 +216,8 @@ def pid_gone(pid):
 def connect_raw(server, cert=None, key=None, context=None):
     """A connected socket to server: TLS with the client's (or the given) certificate on TCP, plain on unix."""
     import ssl
-    import rexec_proto as proto
-    addr = proto.parse_address(server.addr)
+    from dpu_offload_rexec.settings import parse_address
+    addr = parse_address(server.addr)
     if addr.kind == "unix":
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(10)
@@ -235,7 +237,7 @@ def connect_raw(server, cert=None, key=None, context=None):
 def raw_events(sock, timeout=10.0):
     """Frames from the server until EXIT, ERROR or the end of the connection."""
     import ssl
-    import rexec_proto as proto
+    from dpu_offload_rexec import wire as proto
     parser = proto.FrameParser(proto.FROM_SERVER)
     events = []
     deadline = time.monotonic() + timeout
@@ -258,7 +260,7 @@ def raw_exec(server, argv, env=(), cwd=b"/", timeout=10.0, **tls):
 
     status: the exit status the rexec client would report (ERROR code, EXIT), None if the connection just ended.
     """
-    import rexec_proto as proto
+    from dpu_offload_rexec import wire as proto
     sock = connect_raw(server, **tls)
     try:
         request = proto.encode_request([os.fsencode(a) for a in argv], [os.fsencode(e) for e in env], cwd)
@@ -337,6 +339,15 @@ class UnixListener:
     def close(self):
         self.running = False
         self.thread.join(2)
+        # Connections still queued reached this socket too (the server had its READY): count them.
+        self.sock.setblocking(False)
+        while True:
+            try:
+                conn, _addr = self.sock.accept()
+            except OSError:
+                break
+            self.accepted += 1
+            conn.close()
         self.sock.close()
 
 

@@ -24,8 +24,9 @@ import warnings
 
 import pytest
 
-import rexec_proto as proto
-import rexec_stream
+from dpu_offload_rexec import wire as proto
+from dpu_offload_rexec.dial import Peer
+from dpu_offload_rexec.settings import parse_address
 from rexec_testlib import (UnixListener, any_args, compile_c, connect_raw, pid_gone, raw_events, raw_exec, read_line, rss_kb,
                            run_client, start_client, wait_until)
 
@@ -285,7 +286,7 @@ def _connect_once(peer, path):
     """One CONNECT session; True when the server said READY."""
     try:
         conn, parser, events = peer.open(proto.T_CONNECT, path)
-    except rexec_stream.SessionError:
+    except proto.Failure:
         return False
     try:
         conn.sock.setblocking(True)
@@ -316,7 +317,7 @@ def test_connect_does_not_follow_a_directory_swapped_for_a_symlink(make_server, 
     inside = UnixListener(str(base / "d" / "s"))
     outside = UnixListener(str(tmp_path / "out" / "s"))
     server = make_server("unix", REXEC_SOCKET_ALLOW=str(base / "*"))
-    peer = rexec_stream.Peer(server.client_env())
+    peer = Peer(server.client_env())
     stop = threading.Event()
     swaps = []
 
@@ -350,7 +351,7 @@ def test_connect_through_a_symlink_is_refused(make_server, tmp_path):
     os.symlink(str(tmp_path / "out" / "s"), str(tmp_path / "allowed" / "link"))       # final component
     os.symlink(str(tmp_path / "out"), str(tmp_path / "allowed" / "dir"))              # a directory on the way
     server = make_server("unix", REXEC_SOCKET_ALLOW="%s:%s" % (tmp_path / "allowed", tmp_path / "allowed" / "*"))
-    peer = rexec_stream.Peer(server.client_env())
+    peer = Peer(server.client_env())
     try:
         for path in ("allowed/link", "allowed/dir/s", "allowed/../out/s", "allowed//link"):
             assert not _connect_once(peer, "%s/%s" % (tmp_path, path)), path
@@ -424,7 +425,7 @@ def test_idle_connections_do_not_lock_out_a_valid_client(make_server):
     if soft < 1200:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
     server = make_server("tls", REXEC_HANDSHAKE_TIMEOUT="30")
-    addr = proto.parse_address(server.addr)
+    addr = parse_address(server.addr)
     idle = []
     try:
         for _index in range(1000):
@@ -543,7 +544,7 @@ def test_no_client_certificate_is_refused(server, marker):
 
 
 def test_plaintext_on_the_tls_port_is_refused(server, marker):
-    addr = proto.parse_address(server.addr)
+    addr = parse_address(server.addr)
     with socket.create_connection((addr.host, addr.port), timeout=5) as sock:
         sock.sendall(_touch_request(marker))
         sock.settimeout(5)

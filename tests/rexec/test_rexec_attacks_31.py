@@ -37,7 +37,10 @@ def broken_policy(tmp_path):
     """A copy of the programs whose allowlist code raises while matching arguments (a bug yet to come)."""
     files = tmp_path / "files"
     shutil.copytree(FILES, str(files))
-    with open(str(files / "rexec_policy.py"), "a", encoding="utf-8") as handle:
+    rules = files / "dpu_offload_rexec" / "policy_commands.py"
+    if not rules.exists():
+        rules = files / "rexec_policy.py"       # a copy from before the package
+    with open(str(rules), "a", encoding="utf-8") as handle:
         handle.write("\n\ndef _injected_fault(self, args, procs):\n    raise RuntimeError('injected fault')\n\n\n"
                      "Rule.args_match = _injected_fault\n")
     return str(files / "rexec_server")

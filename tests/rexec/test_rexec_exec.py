@@ -108,12 +108,14 @@ def test_environment_named_by_the_rule_and_cwd_are_passed(make_server, tmp_path)
 
 def test_missing_cwd_falls_back_to_root(server):
     """Protocol-level: the server runs in / and sends a NOTICE when the cwd does not exist there."""
-    import rexec_proto as proto
     import socket
     import ssl
-    addr = proto.parse_address(server.addr)
+    from dpu_offload_rexec import wire as proto
+    from dpu_offload_rexec.connection import make_context
+    from dpu_offload_rexec.settings import parse_address
+    addr = parse_address(server.addr)
     env = server.client_env()
-    context = proto.make_context(False, env["REXEC_TLS_CA"], env["REXEC_TLS_CERT"], env["REXEC_TLS_KEY"])
+    context = make_context(False, env["REXEC_TLS_CA"], env["REXEC_TLS_CERT"], env["REXEC_TLS_KEY"])
     sock = socket.create_connection((addr.host, addr.port), timeout=5)
     tls = context.wrap_socket(sock, server_hostname=addr.host)
     tls.sendall(proto.frame(proto.T_HELLO, proto.HELLO_PAYLOAD)

@@ -9,44 +9,32 @@ relay must still take it for a new node, or the container's output stops
 reaching dockerd (seen in the lab: stdout went silent after a restart while
 stderr flowed)."""
 
-import importlib.machinery
-import importlib.util
 import os
+import threading
 
 import pytest
 
-from rexec_testlib import FILES
-
-
-def load_relay_module():
-    loader = importlib.machinery.SourceFileLoader("rexec_fiforelay_mod", os.path.join(FILES, "rexec_fiforelay"))
-    spec = importlib.util.spec_from_loader("rexec_fiforelay_mod", loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+from dpu_offload_rexec import fiforelay
 
 
 @pytest.fixture
 def relay(tmp_path, monkeypatch):
     """A FifoRelay with no peer whose relays are recorded, not run, and whose
     nodes all have one inode number, as when a file system reuses it."""
-    mod = load_relay_module()
     started = []
 
     def record(self):
         started.append(self)
 
-    monkeypatch.setattr(mod.Relay, "start", record)
+    monkeypatch.setattr(fiforelay.Relay, "start", record)
     reused = (1, 42)
-    monkeypatch.setattr(mod.rexec_stream, "fifo_ident",
-                        lambda path: reused if os.path.exists(path) else None)
-    monkeypatch.setattr(mod.rexec_stream, "same_node",
-                        lambda path, ident: os.path.exists(path) and ident == reused)
-    owner = object.__new__(mod.FifoRelay)
+    monkeypatch.setattr(fiforelay, "fifo_ident", lambda path: reused if os.path.exists(path) else None)
+    monkeypatch.setattr(fiforelay, "same_node", lambda path, ident: os.path.exists(path) and ident == reused)
+    owner = object.__new__(fiforelay.FifoRelay)
     owner.side, owner.mapping, owner.spool_limit = "client", None, 0
     owner.watch = [str(tmp_path)]
     owner.relays, owner.done = {}, {}
-    owner.lock = mod.threading.Lock()
+    owner.lock = threading.Lock()
     fifo = tmp_path / "init-stdout"
     os.mkfifo(fifo)
     owner.reconcile()
@@ -89,12 +77,11 @@ def test_a_relay_that_ended_while_its_node_stayed_is_not_started_again(relay):
 @pytest.fixture
 def lone_relay(tmp_path):
     """A Relay of tmp_path/init-stdout on the client side (it writes the fifo), not started."""
-    mod = load_relay_module()
-    owner = object.__new__(mod.FifoRelay)
+    owner = object.__new__(fiforelay.FifoRelay)
     owner.mapping = None
     fifo = tmp_path / "init-stdout"
     os.mkfifo(fifo)
-    return mod.Relay(owner, str(fifo), mod.rexec_stream.fifo_ident(str(fifo)), "in"), fifo
+    return fiforelay.Relay(owner, str(fifo), fiforelay.fifo_ident(str(fifo)), "in"), fifo
 
 
 def test_a_relay_follows_a_new_node_at_its_path_and_ends_when_there_is_none(lone_relay, tmp_path):

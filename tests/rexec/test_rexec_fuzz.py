@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-import rexec_proto as proto
+from dpu_offload_rexec import wire as proto
 from rexec_testlib import any_args, connect_raw, fd_count, rss_kb, run_client, wait_until
 
 SEED = int(os.environ.get("REXEC_FUZZ_SEED", "13"))

@@ -1,12 +1,12 @@
 # Copyright (c) dpu.offload contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""In-process tests of rexec_policy: allowlist syntax, argument and environment rules, pid rules, peer names."""
+"""In-process tests of the server's policy: allowlist syntax, argument and environment rules, pid rules, peer names."""
 
 import os
 
 import pytest
 
-rexec_policy = pytest.importorskip("rexec_policy")
+from dpu_offload_rexec import policy_access, policy_commands, policy_env, policy_words, settings
 
 TARGETS = "comm=containerd-shim*,comm=runc,under=containerd-shim*,exe=/usr/sbin/runc"
 
@@ -39,7 +39,7 @@ PROCS = FakeProcs({
 
 
 def allow(text, real=lambda path: path):
-    return rexec_policy.parse_allowlist(text.encode(), realpath=real)
+    return policy_commands.parse_allowlist(text.encode(), realpath=real)
 
 
 def decide(allowlist, argv, env=(), path=None):
@@ -48,7 +48,7 @@ def decide(allowlist, argv, env=(), path=None):
 
 
 def refused(allowlist, argv, env=()):
-    with pytest.raises(rexec_policy.Refusal) as info:
+    with pytest.raises(policy_commands.Refusal) as info:
         decide(allowlist, argv, env)
     return info.value.kind
 
@@ -60,7 +60,7 @@ def refused(allowlist, argv, env=()):
 def test_bare_path_allows_no_arguments():
     rules = allow("/bin/tool\n")
     rule, env = decide(rules, ["/bin/tool"])
-    assert rule.path == "/bin/tool" and env == dict(rexec_policy.BASE_ENV)
+    assert rule.path == "/bin/tool" and env == dict(policy_env.BASE_ENV)
     assert refused(rules, ["/bin/tool", "x"]) == "arguments"
     assert refused(rules, ["/bin/other"]) == "allowlist"
 
@@ -175,13 +175,13 @@ def test_under_walk_is_bounded():
     chain = {pid: ("sh", pid - 1) for pid in range(2, 300)}
     chain[2] = ("containerd-shim", 1)
     procs = FakeProcs(chain)
-    rule = rexec_policy.PidRule("under=containerd-shim*")
+    rule = policy_words.PidRule("under=containerd-shim*")
     assert rule.check("50", procs)
     assert not rule.check("299", procs)        # more than MAX_ANCESTORS up
 
 
 def test_real_procs_reads_this_process():
-    procs = rexec_policy.Procs()
+    procs = policy_words.Procs()
     comm, ppid = procs.stat(os.getpid())
     assert ppid == os.getppid() and comm
     assert procs.stat(1 << 30) is None
@@ -203,7 +203,7 @@ def test_real_procs_reads_this_process():
                                   "GODEBUG", "GOTRACEBACK", "GORACE", "GOCOVERDIR", "GOROOT", "ZONEINFO", "GOENV",
                                   "GOTOOLCHAIN", "GOFLAGS", "HTTPS_PROXY", "http_proxy", "NO_PROXY"])
 def test_loader_interpreter_and_reserved_names_are_never_passed(name):
-    assert rexec_policy.env_name_refused(name) is not None
+    assert policy_env.env_name_refused(name) is not None
     rules = allow("/bin/t\n    env %s={any}\n" % name)
     assert not rules.rules, "a rule naming %s must be dropped whole" % name
 
@@ -212,7 +212,7 @@ def test_loader_interpreter_and_reserved_names_are_never_passed(name):
 @pytest.mark.parametrize("name", ["TTRPC_ADDRESS", "GOMAXPROCS", "GOGC", "GOMEMLIMIT", "CONTAINERD_ADDRESS", "SHIM_HOST",
                                   "_X"])
 def test_plain_names_may_be_named(name):
-    assert rexec_policy.env_name_refused(name) is None
+    assert policy_env.env_name_refused(name) is None
 
 
 def test_environment_is_built_by_the_server():
@@ -221,11 +221,11 @@ def test_environment_is_built_by_the_server():
     sent = ["TTRPC_ADDRESS=/run/containerd/containerd.sock.ttrpc", "GOMAXPROCS=2", "LD_PRELOAD=/x.so", "PATH=/tmp",
             "HOME=/root", "GOMAXPROCS=99"]
     _rule, env = decide(rules, ["/bin/shim", "start"], sent)
-    assert env == {b"PATH": rexec_policy.DEFAULT_PATH, b"LC_ALL": b"C",
+    assert env == {b"PATH": policy_env.DEFAULT_PATH, b"LC_ALL": b"C",
                    b"TTRPC_ADDRESS": b"/run/containerd/containerd.sock.ttrpc", b"GOMAXPROCS": b"2"}
     # the environment belongs to the rule: `delete` gets none of it
     _rule, env = decide(rules, ["/bin/shim", "delete"], sent)
-    assert env == dict(rexec_policy.BASE_ENV)
+    assert env == dict(policy_env.BASE_ENV)
     # a named variable with a value the rule refuses: the request is refused
     assert refused(rules, ["/bin/shim", "start"], ["TTRPC_ADDRESS=/tmp/evil.sock"]) == "environment"
     # a variable that is not sent is not set either
@@ -237,12 +237,12 @@ def test_first_matching_rule_wins_and_sets_argv0():
     rules = allow("/usr/bin/kill {signal} {pid:comm=runc}\n", real=lambda path: b"/bin/busybox")
     rule, _env = rules.decide(b"/bin/busybox", [b"/bin/sh", b"-9", b"300"], [], PROCS)
     assert rule.path == "/usr/bin/kill"
-    with pytest.raises(rexec_policy.Refusal):
+    with pytest.raises(policy_commands.Refusal):
         rules.decide(b"/bin/busybox", [b"/bin/sh", b"-c", b"id"], [], PROCS)
 
 
 def test_parse_env_entries():
-    assert rexec_policy.parse_env_entries([b"A=1", b"A=2", b"B", b"=x", b"C=a=b"]) == {"A": b"1", "C": b"a=b"}
+    assert policy_env.parse_env_entries([b"A=1", b"A=2", b"B", b"=x", b"C=a=b"]) == {"A": b"1", "C": b"a=b"}
 
 
 # --------------------------------------------------------------------------
@@ -250,13 +250,13 @@ def test_parse_env_entries():
 
 
 def test_peers():
-    peers = rexec_policy.parse_peers(" lab-dpu, Other ,,")
+    peers = settings.parse_peers(" lab-dpu, Other ,,")
     assert peers == frozenset(("lab-dpu", "other"))
-    assert rexec_policy.parse_peers("") == frozenset() and rexec_policy.parse_peers(None) == frozenset()
+    assert settings.parse_peers("") == frozenset() and settings.parse_peers(None) == frozenset()
     cert = {"subject": ((("commonName", "node7"),),), "subjectAltName": (("DNS", "LAB-DPU"), ("IP Address", "10.0.0.1"))}
-    assert rexec_policy.peer_allowed(cert, peers) == "LAB-DPU"
-    assert rexec_policy.peer_allowed(cert, frozenset(("node7",))) == "node7"
-    assert rexec_policy.peer_allowed(cert, frozenset(("10.0.0.1",))) is None        # addresses are not names
-    assert rexec_policy.peer_allowed(cert, frozenset(("*.example",))) is None
-    assert rexec_policy.peer_allowed({}, peers) is None
-    assert rexec_policy.certificate_names(cert) == ["LAB-DPU", "node7"]
+    assert policy_access.peer_allowed(cert, peers) == "LAB-DPU"
+    assert policy_access.peer_allowed(cert, frozenset(("node7",))) == "node7"
+    assert policy_access.peer_allowed(cert, frozenset(("10.0.0.1",))) is None        # addresses are not names
+    assert policy_access.peer_allowed(cert, frozenset(("*.example",))) is None
+    assert policy_access.peer_allowed({}, peers) is None
+    assert policy_access.certificate_names(cert) == ["LAB-DPU", "node7"]

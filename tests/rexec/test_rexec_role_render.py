@@ -13,7 +13,7 @@ import pytest
 yaml = pytest.importorskip("yaml")
 template = pytest.importorskip("ansible.template")
 dataloader = pytest.importorskip("ansible.parsing.dataloader")
-import rexec_policy  # noqa: E402
+from dpu_offload_rexec import policy_commands  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -61,7 +61,7 @@ def render(name, is_host, files=ROLE_VARS, **extra):
 
 def allowlist(is_host, files=ROLE_VARS, **extra):
     text = render("whitelist.j2", is_host, files, **extra)
-    parsed = rexec_policy.parse_allowlist(text.encode(), realpath=lambda path: path)
+    parsed = policy_commands.parse_allowlist(text.encode(), realpath=lambda path: path)
     assert parsed.problems == [], text
     return parsed
 
@@ -80,7 +80,7 @@ def allowed(rules, argv, env=()):
     argv = [os.fsencode(arg) for arg in argv]
     try:
         rules.decide(argv[0], argv, [os.fsencode(item) for item in env], Procs())
-    except rexec_policy.Refusal:
+    except policy_commands.Refusal:
         return False
     return True
 

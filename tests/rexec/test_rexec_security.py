@@ -10,12 +10,13 @@ import time
 
 import pytest
 
-import rexec_proto as proto
+from dpu_offload_rexec import wire as proto
+from dpu_offload_rexec.settings import parse_address
 from rexec_testlib import read_line, run_client, start_client, wait_until, write_allowlist
 
 
 def tcp_addr(server):
-    addr = proto.parse_address(server.addr)
+    addr = parse_address(server.addr)
     return addr.host, addr.port
 
 

@@ -1,6 +1,6 @@
 # Copyright (c) dpu.offload contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The bounded, dropping fifo reader (rexec_spool): a container writing to
+"""The bounded, dropping fifo reader (spool): a container writing to
 stdout is never blocked by a peer, or a link, that does not take its bytes.
 
 Unit tests of the buffer, then the two places it runs: rexec_fiforelay
@@ -19,7 +19,7 @@ import pytest
 from rexec_testlib import read_to_eof, wait_until
 from test_rexec_streams import FIFORELAY, fifo_pair, in_thread, start_relay
 
-import rexec_spool
+from dpu_offload_rexec import spool as rexec_spool
 
 LIMIT = 256 << 10
 

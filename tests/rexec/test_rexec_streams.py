@@ -22,8 +22,10 @@ import pytest
 
 from rexec_testlib import FILES, PYTHON, UnixListener, read_to_eof, run_client, wait_until
 
-import rexec_proto as proto
-import rexec_stream
+from dpu_offload_rexec import daemon, policy_access, resume
+from dpu_offload_rexec.settings import parse_allow
+from dpu_offload_rexec import wire as proto
+from dpu_offload_rexec.dial import Peer
 
 FORWARD = os.path.join(FILES, "rexec_forward")
 FIFORELAY = os.path.join(FILES, "rexec_fiforelay")
@@ -107,28 +109,28 @@ def test_path_allowed(tmp_path):
     os.makedirs(os.path.join(base, "s"))
     os.makedirs(os.path.join(base, "t", "ns", "id"))
     os.symlink(os.path.join(base, "s"), os.path.join(base, "link"))
-    allow = rexec_stream.parse_allow("%s/s:%s/t/*/*:relative:%s/../x" % (base, base, base))
+    allow = parse_allow("%s/s:%s/t/*/*:relative:%s/../x" % (base, base, base))
     assert len(allow) == 2
     ok = os.path.join(base, "s", "abc").encode()
-    assert rexec_stream.path_allowed(ok, allow) == ok
-    assert rexec_stream.path_allowed(os.path.join(base, "link", "abc"), allow) == ok      # resolved through the link
-    assert rexec_stream.path_allowed(os.path.join(base, "t", "ns", "id", "log"), allow) is not None
+    assert policy_access.path_allowed(ok, allow) == ok
+    assert policy_access.path_allowed(os.path.join(base, "link", "abc"), allow) == ok      # resolved through the link
+    assert policy_access.path_allowed(os.path.join(base, "t", "ns", "id", "log"), allow) is not None
     for bad in ("%s/s/sub/abc" % base, "%s/t/ns/log" % base, "%s/s/../s/abc" % base, "%s/s/./abc" % base, "s/abc",
                 "%s/other/abc" % base, "%s/t/ns/id/x/log" % base):
-        assert rexec_stream.path_allowed(bad, allow) is None, bad
-    assert rexec_stream.path_allowed("/anything", []) is None
-    one = rexec_stream.parse_allow("%s/s/only.sock" % base)      # an entry may name a single socket
-    assert rexec_stream.path_allowed("%s/s/only.sock" % base, one) is not None
-    assert rexec_stream.path_allowed("%s/s/other.sock" % base, one) is None
+        assert policy_access.path_allowed(bad, allow) is None, bad
+    assert policy_access.path_allowed("/anything", []) is None
+    one = parse_allow("%s/s/only.sock" % base)      # an entry may name a single socket
+    assert policy_access.path_allowed("%s/s/only.sock" % base, one) is not None
+    assert policy_access.path_allowed("%s/s/other.sock" % base, one) is None
 
 
 def test_remote_map():
-    mapping = rexec_stream.parse_map("/a/dpu=/a/host")
-    assert rexec_stream.map_path("/a/dpu/s/x", mapping) == "/a/host/s/x"
-    assert rexec_stream.map_path("/a/dpux/s", mapping) == "/a/dpux/s"
-    assert rexec_stream.map_path("/a/dpu/s/x", None) == "/a/dpu/s/x"
+    mapping = daemon.parse_map("/a/dpu=/a/host")
+    assert daemon.map_path("/a/dpu/s/x", mapping) == "/a/host/s/x"
+    assert daemon.map_path("/a/dpux/s", mapping) == "/a/dpux/s"
+    assert daemon.map_path("/a/dpu/s/x", None) == "/a/dpu/s/x"
     with pytest.raises(ValueError):
-        rexec_stream.parse_map("relative=/x")
+        daemon.parse_map("relative=/x")
 
 
 def test_hello_minor_is_compatible():
@@ -150,8 +152,8 @@ def test_the_stream_tools_reach_the_peer_the_way_rexec_does(settings):
     client = subprocess.run([PYTHON, os.path.join(FILES, "rexec"), "true"], env=dict(settings, PATH=os.environ["PATH"]),
                             stdin=subprocess.DEVNULL, capture_output=True, timeout=20, check=False)
     assert client.returncode == 255
-    with pytest.raises(rexec_stream.SessionError) as refused:
-        rexec_stream.Peer(settings).open(proto.T_CONNECT, "/run/containerd/s/x")
+    with pytest.raises(proto.Failure) as refused:
+        Peer(settings).open(proto.T_CONNECT, "/run/containerd/s/x")
     assert refused.value.code is None
     assert client.stderr.decode() == "rexec: %s\n" % refused.value.message
 
@@ -161,8 +163,8 @@ def test_the_stream_tools_check_the_server_the_way_rexec_does(server, pki, setti
     env = server.client_env(**({"REXEC_TLS_SERVER_NAME": "not-the-server.example"} if settings == "name"
                                else {"REXEC_TLS_CA": pki["other_ca"]}))
     client = run_client(server, ["true"], env=env)
-    with pytest.raises(rexec_stream.SessionError) as refused:
-        rexec_stream.Peer(env).open(proto.T_CONNECT, "/run/containerd/s/x")
+    with pytest.raises(proto.Failure) as refused:
+        Peer(env).open(proto.T_CONNECT, "/run/containerd/s/x")
     assert refused.value.code is None and "certificate verify failed" in refused.value.message
     assert client.returncode == 255 and client.stderr.decode() == "rexec: %s\n" % refused.value.message
 
@@ -594,17 +596,15 @@ def test_resume_ttrpc_gives_up_after_its_window(host_server, tools, tree):
 
 def test_resume_keeps_every_frame_of_a_batch_whose_send_breaks():
     """Frames that arrive together are all kept for sending again, also when the leg breaks under the send."""
-    import rexec_resume
-
     local, containerd = socket.socketpair()
     near, far = socket.socketpair()
     far.close()                                   # the leg is already gone
     leg = type("Leg", (), {"near": near, "answered": False})()
     containerd.sendall(b"".join(TTRPC.pack(1, sid, 1, 0) + b"x" for sid in (1, 3, 5)))
-    pending = rexec_resume.Pending()
+    pending = resume.Pending()
     try:
         with pytest.raises(OSError):
-            rexec_resume._splice(local, leg, pending, rexec_resume.Frames(), rexec_resume.Frames())
+            resume._splice(local, leg, pending, resume.Frames(), resume.Frames())
         assert sorted(pending.streams) == [1, 3, 5]
     finally:
         for sock in (local, containerd, near):
@@ -612,7 +612,5 @@ def test_resume_keeps_every_frame_of_a_batch_whose_send_breaks():
 
 
 def test_resume_retries_a_busy_peer_and_gives_up_only_on_a_missing_socket():
-    import rexec_resume
-
-    assert 127 in rexec_resume.FINAL_REFUSALS and 126 in rexec_resume.FINAL_REFUSALS
-    assert 255 not in rexec_resume.FINAL_REFUSALS      # "server busy, try again later" and failed connects
+    assert 127 in resume.FINAL_REFUSALS and 126 in resume.FINAL_REFUSALS
+    assert 255 not in resume.FINAL_REFUSALS      # "server busy, try again later" and failed connects

@@ -1,24 +1,20 @@
 # Copyright (c) dpu.offload contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""In-process tests of rexec_proto (addresses, frames, requests) and the server's allowlist code."""
+"""In-process tests of the package's pieces: settings (addresses), frames, requests, the server's allowlist
+file code, stream sessions; and which modules each program loads."""
 
-import importlib.machinery
-import importlib.util
 import json
 import os
+import socket
+import subprocess
+import types
 
 import pytest
 
-import rexec_proto as proto
-from rexec_testlib import SERVER, write_allowlist
-
-
-def load_server_module():
-    loader = importlib.machinery.SourceFileLoader("rexec_server_mod", SERVER)
-    spec = importlib.util.spec_from_loader("rexec_server_mod", loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+from dpu_offload_rexec import connection, policy_commands, pump, settings, stream_session
+from dpu_offload_rexec import wire as proto
+from dpu_offload_rexec.settings import ConfigError, parse_address, resolve_address, tls_settings
+from rexec_testlib import PACKAGE_DIR, PYTHON, write_allowlist
 
 
 @pytest.mark.parametrize("text,kind,host,port,path", [
@@ -30,7 +26,7 @@ def load_server_module():
     ("unix:///run/rexec/rexec.sock", "unix", None, None, "/run/rexec/rexec.sock"),
 ])
 def test_parse_address(text, kind, host, port, path):
-    addr = proto.parse_address(text)
+    addr = parse_address(text)
     assert (addr.kind, addr.host, addr.port, addr.path) == (kind, host, port, path)
 
 
@@ -38,20 +34,20 @@ def test_parse_address(text, kind, host, port, path):
                                   "unix://relative", "tcp://:7777", "[::1]7777"])
 def test_parse_address_rejects(text):
     with pytest.raises(ValueError):
-        proto.parse_address(text)
+        parse_address(text)
 
 
 def test_address_from_upstream_json(tmp_path):
     conf = tmp_path / "client.json"
     conf.write_text(json.dumps({"Protocol": "tcp", "Ipaddr": "192.0.2.7", "Port": "7777"}))
-    addr = proto.resolve_address({}, str(conf))
+    addr = resolve_address({}, str(conf))
     assert (addr.kind, addr.host, addr.port) == ("tcp", "192.0.2.7", 7777)
     conf.write_text(json.dumps({"Protocol": "tcp", "Ipaddr": "::1", "Port": 7000}))
-    assert str(proto.resolve_address({}, str(conf))) == "tcp://[::1]:7000"
+    assert str(resolve_address({}, str(conf))) == "tcp://[::1]:7000"
     # CMD_NET_ADDR wins over the file
-    assert proto.resolve_address({"CMD_NET_ADDR": "unix:///x"}, str(conf)).path == "/x"
+    assert resolve_address({"CMD_NET_ADDR": "unix:///x"}, str(conf)).path == "/x"
     with pytest.raises(ValueError, match="CMD_NET_ADDR"):
-        proto.resolve_address({}, str(tmp_path / "missing.json"))
+        resolve_address({}, str(tmp_path / "missing.json"))
 
 
 def test_request_roundtrip_binary_safe():
@@ -98,13 +94,12 @@ def test_frame_parser_rejects_unknown_and_oversized():
 
 
 def test_tls_settings_partial_is_an_error():
-    assert proto.tls_settings({}) is None
+    assert tls_settings({}) is None
     with pytest.raises(ValueError, match="REXEC_TLS_KEY"):
-        proto.tls_settings({"REXEC_TLS_CA": "a", "REXEC_TLS_CERT": "b"})
+        tls_settings({"REXEC_TLS_CA": "a", "REXEC_TLS_CERT": "b"})
 
 
 def test_allowlist_parsing_and_symlinks(tmp_path):
-    server = load_server_module()
     target = tmp_path / "real-tool"
     target.write_text("#!/bin/sh\n")
     target.chmod(0o755)
@@ -112,7 +107,7 @@ def test_allowlist_parsing_and_symlinks(tmp_path):
     link.symlink_to(target)
     entries = [str(link), "# " + str(tmp_path / "commented"), "relative/path", "  ", "  " + str(tmp_path / "spaced") + "  "]
     listed = write_allowlist(str(tmp_path / "wl"), entries)
-    allowed = server.load_allowlist(listed)
+    allowed = policy_commands.load_allowlist(listed)
     assert os.fsencode(str(target)) in allowed          # symlink entry resolved to its target
     assert os.fsencode(str(tmp_path / "spaced")) in allowed
     assert not any(b"commented" in entry for entry in allowed.rules)
@@ -121,30 +116,28 @@ def test_allowlist_parsing_and_symlinks(tmp_path):
 
 
 def test_allowlist_file_checks(tmp_path):
-    server = load_server_module()
-    with pytest.raises(server.ConfigError, match="does not exist"):
-        server.check_allowlist_file(str(tmp_path / "nope"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        policy_commands.check_allowlist_file(str(tmp_path / "nope"))
     path = write_allowlist(str(tmp_path / "wl"), ["/bin/true"], mode=0o620)
-    with pytest.raises(server.ConfigError, match="writable by group or others"):
-        server.check_allowlist_file(path)
+    with pytest.raises(ConfigError, match="writable by group or others"):
+        policy_commands.check_allowlist_file(path)
     os.chmod(path, 0o602)
-    with pytest.raises(server.ConfigError, match="chmod go-w"):
-        server.check_allowlist_file(path)
+    with pytest.raises(ConfigError, match="chmod go-w"):
+        policy_commands.check_allowlist_file(path)
     os.chmod(path, 0o644)
-    server.check_allowlist_file(path)
+    policy_commands.check_allowlist_file(path)
 
 
 def test_find_command(tmp_path):
-    server = load_server_module()
     tool = tmp_path / "bin" / "mytool"
     tool.parent.mkdir()
     tool.write_text("#!/bin/sh\n")
     tool.chmod(0o755)
     # Bare names: the server's own PATH only.
-    assert server.find_command(b"mytool", b"/") is None
-    assert server.find_command(b"sh", b"/").startswith(b"/")
-    assert server.find_command(b"bin/mytool", os.fsencode(str(tmp_path))) == os.fsencode(str(tool))
-    assert server.find_command(b"/nonexistent/x", b"/") is None
+    assert policy_commands.find_command(b"mytool", b"/") is None
+    assert policy_commands.find_command(b"sh", b"/").startswith(b"/")
+    assert policy_commands.find_command(b"bin/mytool", os.fsencode(str(tmp_path))) == os.fsencode(str(tool))
+    assert policy_commands.find_command(b"/nonexistent/x", b"/") is None
 
 
 def _fds_on(path):
@@ -184,18 +177,17 @@ def test_a_fifo_session_that_fails_inside_the_pump_closes_the_fifo(tmp_path, mon
     """An unexpected error while relaying must not leak the fifo's fd: the
     server would keep the shared directory's mount busy until it restarts.
     Read through a spool (REXEC_FIFO_SPOOL) too: its thread lets go of it."""
-    mod = load_server_module()
     fifo = str(tmp_path / "log")
     os.mkfifo(fifo)
-    server = type("Server", (), {"fifo_allow": mod.rexec_stream.parse_allow(str(tmp_path)), "socket_allow": [],
-                                 "stopping": False, "fifo_spool": spool})()
+    server = types.SimpleNamespace(stopping=False, settings=types.SimpleNamespace(
+        fifo_allow=settings.parse_allow(str(tmp_path)), socket_allow=[], fifo_spool=spool))
     conn = _FakeConn()
     session = type("Session", (), {"server": server, "conn": conn, "parser": proto.FrameParser(proto.FROM_CLIENT), "who": "test"})()
 
     def boom(self, events=()):
         raise RuntimeError("boom")
-    monkeypatch.setattr(mod.rexec_stream.Pump, "run", boom)
-    stream = mod.StreamSession(session, proto.T_FIFO_READ, os.fsencode(fifo))
+    monkeypatch.setattr(pump.Pump, "run", boom)
+    stream = stream_session.StreamSession(session, proto.T_FIFO_READ, os.fsencode(fifo))
     try:
         with pytest.raises(RuntimeError):
             stream.serve([])
@@ -208,18 +200,14 @@ def test_closing_a_socket_pump_twice_leaves_other_files_alone(tmp_path):
     """The server closes a stream's pump when the session ends and again in its
     cleanup: the second close must not close the socket's old fd number,
     which by then may belong to another session."""
-    import socket
-
-    import rexec_stream
-
     ours, peer = socket.socketpair()
-    pump = rexec_stream.Pump(None, None, "server", rfd=ours.fileno(), wfd=ours.fileno(), sock=ours)
+    relay = pump.Pump(None, None, "server", rfd=ours.fileno(), wfd=ours.fileno(), sock=ours)
     number = ours.fileno()
-    pump.close()
+    relay.close()
     reused = os.open(str(tmp_path), os.O_RDONLY)
     try:
         assert reused == number   # the lowest free number comes back at once
-        pump.close()
+        relay.close()
         os.fstat(reused)          # still open
     finally:
         os.close(reused)
@@ -229,19 +217,51 @@ def test_closing_a_socket_pump_twice_leaves_other_files_alone(tmp_path):
 def test_tcp_options_keep_a_session_through_a_cut_and_retry_soon_after():
     """Keepalive gives an idle connection up after 4.5 minutes, not one; where the
     kernel has TCP_RTO_MAX_MS (Linux 6.15+), retransmissions back off to 5 s at most."""
-    import socket
-
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        proto.set_tcp_options(sock)
+        connection.set_tcp_options(sock)
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
         idle, interval, count = (sock.getsockopt(socket.IPPROTO_TCP, getattr(socket, name))
                                  for name in ("TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT"))
         assert idle + interval * count == 270
         try:
-            rto_max = sock.getsockopt(socket.IPPROTO_TCP, proto.TCP_RTO_MAX_MS)
+            rto_max = sock.getsockopt(socket.IPPROTO_TCP, connection.TCP_RTO_MAX_MS)
         except OSError:
             pytest.skip("this kernel has no TCP_RTO_MAX_MS")
-        assert rto_max == proto.RTO_MAX_MS == 5000
+        assert rto_max == connection.RTO_MAX_MS == 5000
     finally:
         sock.close()
+
+
+# --------------------------------------------------------------------------
+# Which modules each program loads
+
+
+def _loaded(statement):
+    """The package's modules a fresh interpreter holds after statement."""
+    code = ("import sys\nsys.path.insert(0, %r)\n%s\n"
+            "print(' '.join(name for name in sys.modules if name.startswith('dpu_offload_rexec.')))" % (PACKAGE_DIR, statement))
+    out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, check=True, timeout=60).stdout
+    return set(name.split(".", 1)[1] for name in out.split())
+
+
+SERVER_SIDE = {"server", "session", "command_session", "stream_session", "audit", "policy_commands", "policy_words",
+               "policy_env"}
+CLIENT_SIDE = {"client", "dial", "daemon", "forward", "fiforelay", "resume", "watch"}
+
+
+def test_the_client_loads_only_what_a_command_needs():
+    # The offload shim starts one interpreter per call: every module is start-up time.
+    assert _loaded("from dpu_offload_rexec.client import client_run") == {
+        "client", "common", "connection", "dial", "settings", "wire"}
+
+
+def test_the_server_loads_no_client_code():
+    loaded = _loaded("import dpu_offload_rexec.server")
+    assert SERVER_SIDE <= loaded and not loaded & CLIENT_SIDE
+
+
+@pytest.mark.parametrize("tool", ["forward", "fiforelay"])
+def test_the_stream_tools_load_no_server_code(tool):
+    loaded = _loaded("import dpu_offload_rexec.%s" % tool)
+    assert "pump" in loaded and "dial" in loaded and not loaded & (SERVER_SIDE | {"client"})

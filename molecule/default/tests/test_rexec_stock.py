@@ -33,9 +33,9 @@ def test_ld_preload_sent_through_rexec_does_not_reach_the_command(dpu):
     # on stderr could then only come from the HOST's command.
     probe = ("import os, sys\n"
              "sys.path.insert(0, %r)\n"
-             "import rexec_client\n"
+             "from dpu_offload_rexec.client import client_main\n"
              "os.environ['LD_PRELOAD'] = '/nonexistent/dpu-offload-probe.so'\n"
-             "rexec_client.client_main(['/usr/bin/ps', '-o', 'comm=', '-p', '1'])\n" % REXEC.install_dir)
+             "client_main(['/usr/bin/ps', '-o', 'comm=', '-p', '1'])\n" % REXEC.install_dir)
     helpers = _patched_tests()
     helpers.put(dpu, '/tmp/dpu-offload-probe.py', probe.encode('ascii'))
     try:

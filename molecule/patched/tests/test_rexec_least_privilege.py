@@ -74,10 +74,10 @@ def test_ld_preload_sent_through_rexec_does_not_reach_the_command(dpu):
     # client process itself starts without it, so any complaint is the HOST's.
     probe = ("import os, sys\n"
              "sys.path.insert(0, %r)\n"
-             "import rexec_client\n"
+             "from dpu_offload_rexec.client import client_main\n"
              "os.environ['LD_PRELOAD'] = '/nonexistent/dpu-offload-probe.so'\n"
              "os.environ['BASH_ENV'] = '/nonexistent/probe.sh'\n"
-             "rexec_client.client_main(['/usr/sbin/modprobe', 'overlay'])\n" % LIB)
+             "client_main(['/usr/sbin/modprobe', 'overlay'])\n" % LIB)
     put(dpu, '/tmp/dpu-offload-probe.py', probe.encode('ascii'))
     try:
         result = dpu.run("sh -c 'set -a; . %s; set +a; exec python3 /tmp/dpu-offload-probe.py'" % REXEC.client_env)

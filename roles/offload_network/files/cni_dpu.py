@@ -36,10 +36,10 @@ def read_env_file(path):
 
 
 def load_client(rexec):
-    """rexec's client, from the directory where the rexec role installed it."""
+    """rexec's client_run, from the package beside the rexec program (where the rexec role installed both)."""
     sys.path.insert(0, os.path.dirname(os.path.realpath(rexec)))
-    import rexec_client  # pylint: disable=import-outside-toplevel
-    return rexec_client.client_run
+    from dpu_offload_rexec.client import client_run  # pylint: disable=import-outside-toplevel
+    return client_run
 
 
 def _read_all(fd):

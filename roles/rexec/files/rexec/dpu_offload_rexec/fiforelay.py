@@ -1,9 +1,6 @@
-#!/bin/sh
-# A shell line first: ansible-test allows no python3 shebang, and DPU
-# images may have python3 but no "python". sh reads the next line as
-# `exec python3 <this file> <args>`; Python reads it as the docstring's start.
-"""exec" python3 "$0" "$@"
-rexec_fiforelay: copy the bytes of containerd's fifos between the two machines.
+# Copyright (c) dpu.offload contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""rexec_fiforelay: copy the bytes of containerd's fifos between the two machines.
 
     CMD_NET_ADDR=tcp://DPU:7777 REXEC_TLS_CA=ca.pem REXEC_TLS_CERT=client.pem REXEC_TLS_KEY=client.key \\
         rexec_fiforelay --watch '/run/containerd/fifo/*' \\
@@ -16,27 +13,26 @@ by name: `*-stdin` is read on the peer (FIFO_READ session) and written here;
 `*-stdout`, `*-stderr` and `log` are read here and written on the peer
 (FIFO_WRITE session).  Writer closes propagate as EOF; a relay ends when its
 fifo node is removed.  The peer's rexec_server checks REXEC_FIFO_ALLOW.
-See docs/rexec.md.  Python 3.9+ standard library only.
+See docs/rexec.md.
 """
-# Copyright (c) dpu.offload contributors
-# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 import argparse
 import errno
 import glob
 import os
 import select
-import signal
 import ssl
 import stat
-import sys
 import threading
 
-sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
-import rexec_proto as proto  # noqa: E402
-import rexec_spool  # noqa: E402
-import rexec_stream  # noqa: E402
-import rexec_watch  # noqa: E402
+from . import daemon, watch
+from .common import fifo_ident, same_node, say
+from .daemon import Backoff, PeerState, Stopper, map_path, remote_map
+from .dial import Peer
+from .pump import END_REMOVED, Pump
+from .spool import DEFAULT_LIMIT, Spool
+from .wire import (T_EOF, T_ERROR, T_EXIT, T_FIFO_READ, T_FIFO_WRITE, T_READY, T_STDOUT, ConnectionLost, Failure,
+                   ProtocolError, error_failure)
 
 PROG = "rexec_fiforelay"
 OPEN_RETRY = 0.05           # seconds between attempts to open a local fifo that has no reader yet
@@ -44,7 +40,7 @@ ROUND_PAUSE = 0.1           # seconds between two rounds on the same fifo
 
 
 def log(message):
-    proto.say(PROG, message)
+    say(PROG, message)
 
 
 def direction(name, side):
@@ -72,10 +68,10 @@ class Relay:
     def __init__(self, owner, path, ident, way):
         self.owner = owner
         self.path = path
-        self.remote = rexec_stream.map_path(path, owner.mapping)
+        self.remote = map_path(path, owner.mapping)
         self.ident = ident
         self.way = way
-        self.stopper = rexec_stream.Stopper()
+        self.stopper = Stopper()
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.sent = 0
         self.dropped = 0
@@ -96,15 +92,15 @@ class Relay:
         """Why the current round must end: stopped, "removed" (no fifo at the path) or "replaced"."""
         if self.stopper.stopped():
             return self.reason
-        if not rexec_stream.same_node(self.path, self.ident):
-            return "removed" if rexec_stream.fifo_ident(self.path) is None else "replaced"
+        if not same_node(self.path, self.ident):
+            return "removed" if fifo_ident(self.path) is None else "replaced"
         return None
 
     def follow(self, reason):
         """After a round: None to go on with the node now at the path (taken over if it is a new one), else why to stop."""
         if reason not in (None, "replaced"):
             return reason
-        ident = rexec_stream.fifo_ident(self.path)
+        ident = fifo_ident(self.path)
         if ident is None:
             return "removed"
         if ident != self.ident:
@@ -155,8 +151,8 @@ class Relay:
     def one_round(self):
         """Relay one writer's bytes.  None when the round ended normally (another may follow), else why to stop."""
         fd = None
-        kind = proto.T_FIFO_WRITE if self.way == "out" else proto.T_FIFO_READ
-        backoff = rexec_stream.Backoff()
+        kind = T_FIFO_WRITE if self.way == "out" else T_FIFO_READ
+        backoff = Backoff()
         state = self.owner.state
         pump = None
         spool = None
@@ -164,7 +160,7 @@ class Relay:
             while True:
                 try:
                     conn, parser, events = self.owner.peer.open(kind, self.remote)
-                except rexec_stream.SessionError as exc:
+                except Failure as exc:
                     state.failed(exc.message)
                     if self.stopper.sleep(backoff.next()):
                         return self.reason
@@ -189,14 +185,14 @@ class Relay:
                             return reason
                         if self.way == "out" and self.owner.spool_limit:
                             # The writer (a container) must never wait on the peer: read through a bounded spool.
-                            spool = rexec_spool.Spool(fd, self.owner.spool_limit, self.path, log)
+                            spool = Spool(fd, self.owner.spool_limit, self.path, log)
                             fd = spool.rfd
                     if self.way == "out":
-                        pump = rexec_stream.Pump(conn, parser, "client", rfd=fd, check=self.check, on_ready=state.ok)
+                        pump = Pump(conn, parser, "client", rfd=fd, check=self.check, on_ready=state.ok)
                     else:
-                        pump = rexec_stream.Pump(conn, parser, "client", wfd=fd, check=self.check, on_ready=state.ok)
+                        pump = Pump(conn, parser, "client", wfd=fd, check=self.check, on_ready=state.ok)
                     result = pump.run(events)
-                except rexec_stream.SessionError as exc:
+                except Failure as exc:
                     state.ok()
                     if exc.code == 126:
                         # Refused by the peer's REXEC_FIFO_ALLOW: retrying will not help until the node changes.
@@ -206,7 +202,7 @@ class Relay:
                     if self.stopper.sleep(backoff.next()):
                         return self.reason
                     continue
-                except (proto.ConnectionLost, ssl.SSLError, proto.ProtocolError, OSError) as exc:
+                except (ConnectionLost, ssl.SSLError, ProtocolError, OSError) as exc:
                     state.failed(str(exc))
                     if pump is None:
                         if self.stopper.sleep(backoff.next()):
@@ -226,7 +222,7 @@ class Relay:
                 self.sent += pump.sent + pump.received
                 if result[0] == "stopped":
                     return result[1]
-                if result[1] == rexec_stream.END_REMOVED:
+                if result[1] == END_REMOVED:
                     return "removed on the peer"
                 return None
         finally:
@@ -243,8 +239,8 @@ class Relay:
                 self.dropped_lines += spool.dropped_lines
 
 
-READY = (proto.T_READY,)
-FIRST_DATA = (proto.T_STDOUT, proto.T_EOF)
+READY = (T_READY,)
+FIRST_DATA = (T_STDOUT, T_EOF)
 
 
 def wait_for(conn, parser, events, check, kinds, interval=0.5):
@@ -252,7 +248,7 @@ def wait_for(conn, parser, events, check, kinds, interval=0.5):
 
     Returns (every frame seen, for the Pump to handle, None), or (events, why
     to stop) when check() says so or the peer ended the session first.  A
-    server ERROR is raised as a SessionError with its code.
+    server ERROR is raised as a Failure with its code.
     """
     events = list(events)
     poller = select.poll()
@@ -260,9 +256,9 @@ def wait_for(conn, parser, events, check, kinds, interval=0.5):
     seen = 0
     while True:
         for ftype, payload in events[seen:]:
-            if ftype == proto.T_ERROR:
-                raise rexec_stream.SessionError(bytes(payload[1:]).decode("utf-8", "replace"), payload[0] if payload else 255)
-            if ftype == proto.T_EXIT:
+            if ftype == T_ERROR:
+                raise error_failure(payload)
+            if ftype == T_EXIT:
                 return events, "removed on the peer"
             if ftype in kinds:
                 return events, None
@@ -277,8 +273,8 @@ def wait_for(conn, parser, events, check, kinds, interval=0.5):
 
 class FifoRelay:
     def __init__(self, args, env):
-        self.peer = rexec_stream.Peer(env)
-        self.state = rexec_stream.PeerState(self.peer, log)
+        self.peer = Peer(env)
+        self.state = PeerState(self.peer, log)
         self.mapping = args.remote_map
         self.side = args.side
         self.interval = args.interval
@@ -296,7 +292,7 @@ class FifoRelay:
                 # Only a relay whose node outlived it is remembered as done. A node that went may
                 # come back at once with the same inode number (a disk file system reuses them:
                 # docker's fifos after a restart), and that new node must be relayed.
-                if reason != "removed" and rexec_stream.same_node(relay.path, relay.ident):
+                if reason != "removed" and same_node(relay.path, relay.ident):
                     self.done[relay.path] = relay.ident
 
     def scan(self):
@@ -312,7 +308,7 @@ class FifoRelay:
                     if way is None:
                         continue
                     path = os.path.join(directory, name)
-                    ident = rexec_stream.fifo_ident(path)
+                    ident = fifo_ident(path)
                     if ident is not None:
                         found[path] = (ident, way)
         return found
@@ -337,7 +333,7 @@ class FifoRelay:
             relay.start()
 
     def run(self, stopper):
-        notify = rexec_watch.Inotify()
+        notify = watch.Inotify()
         log("relaying fifos with %s (side %s), watching %s, %s" % (
             self.peer, self.side, ", ".join(self.watch),
             "on inotify events and every %gs" % self.interval if notify.fd is not None else "every %gs" % self.interval))
@@ -346,7 +342,7 @@ class FifoRelay:
             if notify.fd is None:
                 stopper.sleep(self.interval)
                 continue
-            if notify.watch(rexec_watch.watch_dirs(self.watch)):
+            if notify.watch(watch.watch_dirs(self.watch)):
                 # What a directory received before its watch was added: scan again at once.
                 continue
             notify.wait(self.interval)
@@ -360,13 +356,6 @@ class FifoRelay:
             relay.thread.join(2.0)
 
 
-def remote_map(text):
-    try:
-        return rexec_stream.parse_map(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc))
-
-
 def parse_args(argv, env):
     parser = argparse.ArgumentParser(prog=PROG, description="Relay containerd's stdio and log fifos between the HOST and "
                                      "the DPU (through the peer's rexec_server, mutual TLS). See docs/rexec.md.")
@@ -377,10 +366,10 @@ def parse_args(argv, env):
                         help="host (default): this machine runs the shims, so *-stdin comes from the peer and "
                         "*-stdout, *-stderr, log go to it; client: the reverse")
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between scans of the directories (0.5)")
-    parser.add_argument("--spool", type=int, default=rexec_spool.DEFAULT_LIMIT, metavar="BYTES",
+    parser.add_argument("--spool", type=int, default=DEFAULT_LIMIT, metavar="BYTES",
                         help="with --side host: bytes of an output fifo kept while the peer does not take them; past "
                         "that they are dropped (whole lines, counted and logged) so the writer never blocks; 0: "
-                        "no spool, the writer waits (%d)" % rexec_spool.DEFAULT_LIMIT)
+                        "no spool, the writer waits (%d)" % DEFAULT_LIMIT)
     parser.add_argument("--remote-map", type=remote_map, default=None, metavar="LOCAL_PREFIX=REMOTE_PREFIX",
                         help="testing aid: use REMOTE_PREFIX/... on the peer where the local path is LOCAL_PREFIX/...")
     args = parser.parse_args(argv)
@@ -397,28 +386,5 @@ def parse_args(argv, env):
     return args
 
 
-def main():
-    env = os.environ
-    args = parse_args(sys.argv[1:], env)
-    try:
-        relay = FifoRelay(args, env)
-    except rexec_stream.SessionError as exc:
-        log("error: %s" % exc.message)
-        return 1
-    stopper = rexec_stream.Stopper()
-
-    def on_signal(signum, _frame):
-        log("stopping on signal %d" % signum)
-        stopper.stop()
-
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, on_signal)
-    try:
-        relay.run(stopper)
-    finally:
-        relay.shutdown()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def main(argv):
+    return daemon.main(PROG, argv, os.environ, parse_args, FifoRelay)

@@ -1,22 +1,16 @@
 # Copyright (c) dpu.offload contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The client side of rexec: reaching the peer's rexec_server, and the rexec program.
+"""The rexec program: run one command on the peer, as if it ran here (the client's side of a command session).
 
-Peer reads the client's settings (CMD_NET_ADDR, else the JSON file of
-REXEC_CONFIG or /etc/rexec/client.json; REXEC_HANDSHAKE_TIMEOUT; REXEC_TLS_*,
-REXEC_TLS_SERVER_NAME, REXEC_INSECURE) and dials the server: connect, TLS
-handshake, first frames.  The rexec program (Client, client_main) and the
-stream tools (rexec_stream.Peer, for rexec_forward and rexec_fiforelay) both
-connect through it.  The wire protocol is rexec_proto's.
-
-Here rather than in the rexec script so that its byte code is cached (a
-script is compiled from source at every start).  Python 3.9+ standard library
-only; kept cheap to import because the client's start-up time matters.
+client_run(argv) is the program's work and returns its exit status: the
+offload shim and the DPU's CNI call it in their own process.  client_main(argv)
+is the rexec launcher's front end (exits, skipping the interpreter's
+clean-up).  The connection is dial.Peer's.  Imports only what a command
+needs: the client's start-up time matters, and none of the server's modules.
 """
 
 import os
 import select
-import socket
 import ssl
 import time
 
@@ -24,15 +18,15 @@ import time
 # enum classes whose creation costs the client most of a millisecond.
 import _signal as signal
 
-from rexec_proto import (CHUNK, EXIT_SIGNAL, FROM_SERVER, HELLO_PAYLOAD, MAGIC, MAX_REQUEST, STDIN_WINDOW, T_ACK, T_EOF,
-                         T_ERROR, T_EXIT, T_HELLO, T_NOTICE, T_PID, T_REQUEST, T_SIGNAL, T_STDERR, T_STDIN, T_STDOUT,
-                         VERSION, Conn, ConnectionLost, FrameParser, ProtocolError, encode_request, frame, header,
-                         insecure, make_context, resolve_address, say, set_tcp_options, tls_settings, write_all)
+from .common import say, write_all
+from .dial import Peer
+from .settings import DEFAULT_PID_DIR
+from .wire import (CHUNK, EXIT_SIGNAL, FROM_SERVER, HELLO_PAYLOAD, MAGIC, MAX_REQUEST, STDIN_WINDOW, T_ACK, T_EOF, T_ERROR,
+                   T_EXIT, T_HELLO, T_NOTICE, T_PID, T_REQUEST, T_SIGNAL, T_STDERR, T_STDIN, T_STDOUT, VERSION,
+                   ConnectionLost, Failure, FrameParser, ProtocolError, encode_request, error_failure, frame, header)
 
 POLLIN = select.POLLIN
 POLLOUT = select.POLLOUT
-CLIENT_CONFIG = "/etc/rexec/client.json"
-DEFAULT_PID_DIR = "/var/run/rexec/pids"
 FORWARDED = {
     signal.SIGINT: b"INT", signal.SIGTERM: b"TERM", signal.SIGHUP: b"HUP",
     signal.SIGQUIT: b"QUIT", signal.SIGUSR1: b"USR1", signal.SIGUSR2: b"USR2",
@@ -42,20 +36,7 @@ PR_SET_PDEATHSIG = 1
 PDEATH_DELAY = 0.1
 EXIT_FAILURE = 255
 
-
-class Failure(Exception):
-    """What rexec could not do, with a message (for stderr or a log) and a code.
-
-    code: the status the server sent with its ERROR (126 refused, 127 not
-    found, ...) or the exit status the rexec program ends with; None when
-    rexec itself failed (settings, connection, TLS), which the program
-    reports as EXIT_FAILURE.  rexec_stream calls it SessionError.
-    """
-
-    def __init__(self, message, code=None):
-        Exception.__init__(self, message)
-        self.message = message
-        self.code = code
+__all__ = ("Failure", "client_main", "client_run")
 
 
 class Interrupted(Exception):
@@ -64,125 +45,6 @@ class Interrupted(Exception):
 
 def client_say(message):
     say("rexec", message)
-
-
-def tcp_connect(host, port, timeout):
-    """socket.create_connection() without the idna codec import for IP literals and ASCII names."""
-    for family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            socket.inet_pton(family, host)
-        except OSError:
-            continue
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.settimeout(timeout)
-        try:
-            sock.connect((host, port))
-        except OSError:
-            sock.close()
-            raise
-        return sock
-    return socket.create_connection((host.encode("ascii") if host.isascii() else host, port), timeout=timeout)
-
-
-class Peer:
-    """Where and how to reach the peer's rexec_server, from the client's settings in env.
-
-    Raises Failure when the settings are incomplete or wrong.
-    """
-
-    def __init__(self, env):
-        try:
-            self.addr = resolve_address(env, env.get("REXEC_CONFIG") or CLIENT_CONFIG)
-        except ValueError as exc:
-            raise Failure(str(exc))
-        try:
-            self.timeout = float(env.get("REXEC_HANDSHAKE_TIMEOUT") or 10)
-        except ValueError:
-            raise Failure("REXEC_HANDSHAKE_TIMEOUT must be a number of seconds")
-        self.context = None
-        self.server_name = None
-        if self.addr.kind == "tcp":
-            try:
-                tls = tls_settings(env)
-            except ValueError as exc:
-                raise Failure(str(exc))
-            if tls is not None:
-                try:
-                    self.context = make_context(False, *tls)
-                except (OSError, ssl.SSLError) as exc:
-                    raise Failure("cannot load TLS files (REXEC_TLS_CA/CERT/KEY): %s" % exc)
-                server_name = env.get("REXEC_TLS_SERVER_NAME") or self.addr.host
-                # bytes: spares ssl the idna codec import
-                self.server_name = server_name.encode("ascii") if server_name.isascii() else server_name
-            elif not insecure(env):
-                raise Failure("TLS is not configured for %s: set REXEC_TLS_CA (CA of the server's certificate), "
-                              "REXEC_TLS_CERT and REXEC_TLS_KEY (this client's certificate and key), or "
-                              "REXEC_INSECURE=1 for a plain-TCP test server" % self.addr)
-
-    def __str__(self):
-        return str(self.addr)
-
-    def dial(self, first_frames, reuse_buffers=False):
-        """Connect, finish TLS within the timeout, send first_frames() (HELLO and the request).
-
-        Returns (conn, plaintext chunks that came with the handshake).
-        reuse_buffers: see Conn.  Raises Failure, with the connection closed.
-        """
-        conn = self.connect(reuse_buffers)
-        try:
-            early = self.handshake(conn)
-            conn.send(first_frames())
-            conn.flush()
-        except Failure:
-            conn.close()
-            raise
-        except ConnectionLost as exc:
-            conn.close()
-            raise Failure("connection to %s lost during the handshake: %s" % (self, exc))
-        except ssl.SSLError as exc:
-            conn.close()
-            raise Failure("TLS handshake with %s failed: %s" % (self, exc))
-        except OSError as exc:
-            conn.close()
-            raise Failure("connection to %s failed: %s" % (self, exc))
-        return conn, early
-
-    def connect(self, reuse_buffers):
-        addr = self.addr
-        try:
-            if addr.kind == "unix":
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                sock.settimeout(self.timeout)
-                try:
-                    sock.connect(addr.path)
-                except OSError:
-                    sock.close()
-                    raise
-            else:
-                sock = tcp_connect(addr.host, addr.port, self.timeout)
-                set_tcp_options(sock)
-        except socket.gaierror as exc:
-            raise Failure("cannot resolve %s: %s" % (addr.host, exc.strerror))
-        except OSError as exc:
-            raise Failure("cannot connect to %s: %s" % (addr, exc.strerror or exc))
-        return Conn(sock, self.context, server_hostname=self.server_name, reuse_buffers=reuse_buffers)
-
-    def handshake(self, conn):
-        """Finish TLS; returns plaintext that arrived together with the handshake."""
-        if conn.handshaken:
-            return []
-        deadline = time.monotonic() + self.timeout
-        poller = select.poll()
-        early = []
-        conn.handshake()
-        while not conn.handshaken:
-            conn.flush()
-            poller.register(conn.fileno(), POLLIN | (POLLOUT if conn.out else 0))
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not poller.poll(remaining * 1000.0):
-                raise Failure("TLS handshake with %s timed out" % self)
-            early.extend(conn.recv())
-        return early
 
 
 class Client:
@@ -385,8 +247,7 @@ class Client:
             elif ftype == T_ERROR:
                 self.flush_output(out, err)
                 out, err = [], []
-                code = payload[0] if payload else EXIT_FAILURE
-                raise Failure(payload[1:].decode("utf-8", "replace"), code)
+                raise error_failure(payload)
             elif not self.server_hello:
                 if ftype != T_HELLO or payload[:len(MAGIC)] != MAGIC:
                     raise Failure("protocol error: %s did not answer with a rexec HELLO" % self.label)

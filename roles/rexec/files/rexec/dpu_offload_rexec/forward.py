@@ -1,9 +1,6 @@
-#!/bin/sh
-# A shell line first: ansible-test allows no python3 shebang, and DPU
-# images may have python3 but no "python". sh reads the next line as
-# `exec python3 <this file> <args>`; Python reads it as the docstring's start.
-"""exec" python3 "$0" "$@"
-rexec_forward: make unix sockets of the peer machine appear at the same paths here.
+# Copyright (c) dpu.offload contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""rexec_forward: make unix sockets of the peer machine appear at the same paths here.
 
     CMD_NET_ADDR=tcp://HOST:7777 REXEC_TLS_CA=ca.pem REXEC_TLS_CERT=client.pem REXEC_TLS_KEY=client.key \\
     REXEC_SOCKET_ALLOW=/run/containerd/s \\
@@ -15,33 +12,33 @@ each connection to the peer's rexec_server, which connects to its own PATH
 Paths come from --path / REXEC_FORWARD_PATHS and from the containerd bundle
 `address` files under --watch-addresses / REXEC_FORWARD_WATCH (DIR/*/*/address),
 rescanned every --interval seconds: forwards follow shims and are rebuilt
-after a restart.  See docs/rexec.md.  Python 3.9+ standard library only.
+after a restart.  With --resume-ttrpc a connection outlives a lost leg
+(resume).  See docs/rexec.md.
 """
-# Copyright (c) dpu.offload contributors
-# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 import argparse
 import glob
 import os
-import signal
 import socket
 import ssl
 import stat
-import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
-import rexec_proto as proto  # noqa: E402
-import rexec_resume  # noqa: E402
-import rexec_stream  # noqa: E402
-import rexec_watch  # noqa: E402
+from . import daemon, resume, watch
+from .common import same_node, say
+from .daemon import Backoff, PeerState, Stopper, map_path, remote_map, split_env
+from .dial import Peer
+from .policy_access import path_allowed
+from .pump import Pump
+from .settings import parse_allow
+from .wire import T_CONNECT, ConnectionLost, Failure, ProtocolError
 
 PROG = "rexec_forward"
 
 
 def log(message):
-    proto.say(PROG, message)
+    say(PROG, message)
 
 
 class Forward:
@@ -50,11 +47,11 @@ class Forward:
     def __init__(self, owner, path, origin):
         self.owner = owner
         self.path = path
-        self.remote = rexec_stream.map_path(path, owner.mapping)
+        self.remote = map_path(path, owner.mapping)
         self.origin = origin
         self.listener = None
         self.ident = None
-        self.stopper = rexec_stream.Stopper()
+        self.stopper = Stopper()
         self.thread = None
         self.active = 0
 
@@ -116,7 +113,7 @@ class Forward:
         if self.listener is not None:
             self.listener.close()
             self.listener = None
-        if self.ident is not None and rexec_stream.same_node(self.path, self.ident):
+        if self.ident is not None and same_node(self.path, self.ident):
             try:
                 os.unlink(self.path)
             except OSError:
@@ -145,7 +142,7 @@ class Forward:
         owner = self.owner
         if owner.resume_for:
             try:
-                rexec_resume.relay(local, self.dial, owner.retry_for, owner.resume_for, self.stopper, log, self.path)
+                resume.relay(local, self.dial, owner.retry_for, owner.resume_for, self.stopper, log, self.path)
             finally:
                 try:
                     local.close()
@@ -156,25 +153,25 @@ class Forward:
         conn = None
         try:
             deadline = time.monotonic() + owner.retry_for
-            backoff = rexec_stream.Backoff()
+            backoff = Backoff()
             while True:
                 try:
-                    conn, parser, events = owner.peer.open(proto.T_CONNECT, self.remote)
+                    conn, parser, events = owner.peer.open(T_CONNECT, self.remote)
                     break
-                except rexec_stream.SessionError as exc:
+                except Failure as exc:
                     owner.state.failed(exc.message)
                     delay = backoff.next()
                     if time.monotonic() + delay > deadline or self.stopper.sleep(delay):
                         return
             local.setblocking(False)
-            pump = rexec_stream.Pump(conn, parser, "client", rfd=local.fileno(), wfd=local.fileno(), sock=local,
-                                     on_ready=owner.state.ok)
+            pump = Pump(conn, parser, "client", rfd=local.fileno(), wfd=local.fileno(), sock=local,
+                        on_ready=owner.state.ok)
             try:
                 pump.run(events)
-            except rexec_stream.SessionError as exc:
+            except Failure as exc:
                 owner.state.ok()
                 log("%s: peer refused the connection: %s" % (self.path, exc.message))
-            except (proto.ConnectionLost, ssl.SSLError, proto.ProtocolError, OSError) as exc:
+            except (ConnectionLost, ssl.SSLError, ProtocolError, OSError) as exc:
                 log("%s: connection to the peer lost: %s" % (self.path, exc))
         finally:
             if conn is not None:
@@ -185,12 +182,11 @@ class Forward:
                 pass
             owner.release_slot()
 
-
     def dial(self):
-        """One leg of a resumable relay (rexec_resume)."""
+        """One leg of a resumable relay (resume)."""
         try:
-            conn, parser, events = self.owner.peer.open(proto.T_CONNECT, self.remote)
-        except rexec_stream.SessionError as exc:
+            conn, parser, events = self.owner.peer.open(T_CONNECT, self.remote)
+        except Failure as exc:
             self.owner.state.failed(exc.message)
             raise
         return conn, parser, events, self.owner.state.ok
@@ -198,8 +194,8 @@ class Forward:
 
 class Forwarder:
     def __init__(self, args, env):
-        self.peer = rexec_stream.Peer(env)
-        self.state = rexec_stream.PeerState(self.peer, log)
+        self.peer = Peer(env)
+        self.state = PeerState(self.peer, log)
         self.mode = args.mode
         self.mapping = args.remote_map
         self.retry_for = args.retry_for
@@ -212,9 +208,9 @@ class Forwarder:
         self.watch = list(dict.fromkeys(args.watch_addresses))
         allow = env.get("REXEC_SOCKET_ALLOW")
         if allow:
-            self.allow = rexec_stream.parse_allow(allow)
+            self.allow = parse_allow(allow)
         else:
-            self.allow = rexec_stream.parse_allow(":".join(os.path.dirname(path) for path in self.static))
+            self.allow = parse_allow(":".join(os.path.dirname(path) for path in self.static))
         self.forwards = {}
         self.addresses = {}         # address file -> last path read from it
         self.complaints = {}        # path -> last message logged about it
@@ -267,12 +263,12 @@ class Forwarder:
         for path in list(self.forwards):
             if path not in wanted:
                 self.forwards.pop(path).stop("address file gone")
-            elif not rexec_stream.same_node(path, self.forwards[path].ident):
+            elif not same_node(path, self.forwards[path].ident):
                 self.forwards.pop(path).stop("socket file removed or replaced; recreating")
         for path, origin in wanted.items():
             if path in self.forwards:
                 continue
-            if rexec_stream.path_allowed(path, self.allow) is None:
+            if path_allowed(path, self.allow) is None:
                 self.complain(path, "not forwarding %s (from %s): not in REXEC_SOCKET_ALLOW" % (path, origin))
                 continue
             forward = Forward(self, path, origin)
@@ -284,7 +280,7 @@ class Forwarder:
             self.forwards[path] = forward
 
     def run(self, stopper):
-        notify = rexec_watch.Inotify() if self.watch else None
+        notify = watch.Inotify() if self.watch else None
         prompt = notify is not None and notify.fd is not None
         log("forwarding to %s: %d static path(s), watching %s, %severy %gs" % (
             self.peer, len(self.static), ", ".join(self.watch) or "nothing",
@@ -296,12 +292,12 @@ class Forwarder:
             self.reconcile()
             if not ready:
                 # Every forwarded socket exists now: a service manager may start what connects to them.
-                notify_ready(os.environ)
+                daemon.notify_ready(os.environ, log)
                 ready = True
             if not prompt:
                 stopper.sleep(self.interval)
                 continue
-            if notify.watch(rexec_watch.watch_dirs(patterns)):
+            if notify.watch(watch.watch_dirs(patterns)):
                 continue
             notify.wait(self.interval)
 
@@ -310,40 +306,11 @@ class Forwarder:
             self.forwards.pop(path).stop("shutting down")
 
 
-def notify_ready(env):
-    """Tell systemd (Type=notify, NOTIFY_SOCKET) that start-up is done; nothing without NOTIFY_SOCKET."""
-    address = env.get("NOTIFY_SOCKET")
-    if not address:
-        return False
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-    try:
-        sock.sendto(b"READY=1", address)
-    except OSError as exc:
-        log("cannot notify the service manager at %s: %s" % (env.get("NOTIFY_SOCKET"), exc))
-        return False
-    finally:
-        sock.close()
-    return True
-
-
 def octal(text):
     value = int(text, 8)
     if not 0 <= value <= 0o777:
         raise ValueError(text)
     return value
-
-
-def remote_map(text):
-    try:
-        return rexec_stream.parse_map(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc))
-
-
-def split_env(env, name):
-    return [item for item in (env.get(name) or "").split(":") if item]
 
 
 def parse_args(argv, env):
@@ -378,28 +345,5 @@ def parse_args(argv, env):
     return args
 
 
-def main():
-    env = os.environ
-    args = parse_args(sys.argv[1:], env)
-    try:
-        forwarder = Forwarder(args, env)
-    except rexec_stream.SessionError as exc:
-        log("error: %s" % exc.message)
-        return 1
-    stopper = rexec_stream.Stopper()
-
-    def on_signal(signum, _frame):
-        log("stopping on signal %d" % signum)
-        stopper.stop()
-
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, on_signal)
-    try:
-        forwarder.run(stopper)
-    finally:
-        forwarder.shutdown()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def main(argv):
+    return daemon.main(PROG, argv, os.environ, parse_args, Forwarder)

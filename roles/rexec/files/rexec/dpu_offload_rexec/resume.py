@@ -32,8 +32,9 @@ import struct
 import threading
 import time
 
-import rexec_proto as proto
-import rexec_stream
+from .daemon import Backoff
+from .pump import Pump
+from .wire import ConnectionLost, Failure, ProtocolError
 
 HEADER = struct.Struct(">IIBB")
 MAX_DATA = 4 << 20
@@ -102,8 +103,7 @@ class Leg:
         self.code = None               # the peer's error code when it refused
         self.answered = False          # a frame came back on this leg (it was a working one)
         far.setblocking(False)
-        self.pump = rexec_stream.Pump(conn, parser, "client", rfd=far.fileno(), wfd=far.fileno(), sock=far,
-                                      on_ready=on_ready)
+        self.pump = Pump(conn, parser, "client", rfd=far.fileno(), wfd=far.fileno(), sock=far, on_ready=on_ready)
         self.conn = conn
         self.thread = threading.Thread(target=self.run, args=(events,), daemon=True)
         self.thread.start()
@@ -112,9 +112,9 @@ class Leg:
         try:
             self.pump.run(events)
             self.outcome = "closed"
-        except rexec_stream.SessionError as exc:
+        except Failure as exc:
             self.outcome, self.detail, self.code = "refused", exc.message, exc.code
-        except (proto.ConnectionLost, ssl.SSLError, proto.ProtocolError, OSError) as exc:
+        except (ConnectionLost, ssl.SSLError, ProtocolError, OSError) as exc:
             self.outcome, self.detail = "lost", str(exc)
         finally:
             self.pump.close()
@@ -146,7 +146,7 @@ FINAL_REFUSALS = (126, 127)
 def relay(local, dial, retry_for, resume_for, stopper, log, name):
     """Relay local (containerd's connection) over legs from dial() until it ends; see the module's text.
 
-    dial() -> (conn, parser, events, on_ready), or raises rexec_stream.SessionError when the peer cannot be
+    dial() -> (conn, parser, events, on_ready), or raises Failure when the peer cannot be
     reached (a refusal by the peer comes back as a leg whose outcome is "refused"). The first leg is waited
     for up to retry_for seconds; after a loss the peer has resume_for seconds, counted from the last leg
     that worked (carried an answer), to come back.
@@ -154,7 +154,7 @@ def relay(local, dial, retry_for, resume_for, stopper, log, name):
     pending = Pending()
     outbound, inbound = Frames(), Frames()
     local.setblocking(False)
-    backoff = rexec_stream.Backoff()
+    backoff = Backoff()
     deadline, resuming = time.monotonic() + retry_for, False
     while True:
         leg = _connect(dial, deadline, backoff, local, stopper)
@@ -218,7 +218,7 @@ def _connect(dial, deadline, backoff, local, stopper):
     while not stopper.stopped():
         try:
             return Leg(*dial())
-        except rexec_stream.SessionError:
+        except Failure:
             if _wait(backoff.next(), deadline, local, stopper):
                 return None
     return None

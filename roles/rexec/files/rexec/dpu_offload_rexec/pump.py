@@ -1,26 +1,22 @@
 # Copyright (c) dpu.offload contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Stream sessions of rexec protocol 1.1 (CONNECT, FIFO_READ, FIFO_WRITE).
+"""The pump of a stream session (protocol 1.1: CONNECT, FIFO_READ, FIFO_WRITE; docs/rexec-protocol.md, section 7).
 
-Shared by rexec_server (server side), rexec_forward and rexec_fiforelay
-(client side): the byte pump between a local file descriptor pair and a
-rexec connection, directory allowlists for paths, and opening a client
-session through the rexec client's own connection (rexec_client.Peer: the
-same settings, CMD_NET_ADDR or /etc/rexec/client.json, REXEC_TLS_*).  See
-docs/rexec-protocol.md.  Python 3.9+ standard library only.
+It moves bytes between a local file descriptor pair (a unix socket, or
+fifo ends) and a rexec connection, both ways, half-close aware, with the
+STDIN credit window and ACKs.  Both sides use it: the server's stream
+session (stream_session) and the client's stream tools (forward,
+fiforelay, resume).  It imports nothing of either side.
 """
 
 import errno
-import fnmatch
 import os
 import select
 import socket
-import stat
-import threading
 import time
 
-import rexec_client
-import rexec_proto as proto
+from . import wire
+from .wire import ProtocolError
 
 POLLIN = select.POLLIN
 POLLOUT = select.POLLOUT
@@ -33,139 +29,6 @@ CHECK_INTERVAL = 0.5        # seconds between check() calls
 END_OK = 0                  # both directions finished
 END_RESET = 1               # the local socket / fifo failed (reset, I/O error)
 END_REMOVED = 2             # the fifo node was removed or replaced
-
-
-# A stream session could not be opened or was refused: ERROR from the server
-# (message, code) or a connection failure (code None).  The rexec client's error.
-SessionError = rexec_client.Failure
-
-
-# --------------------------------------------------------------------------
-# Path allowlists (REXEC_SOCKET_ALLOW, REXEC_FIFO_ALLOW)
-
-
-def parse_allow(text):
-    """Colon-separated absolute directories (shell wildcards allowed per component) -> list of bytes patterns."""
-    entries = []
-    if not text:
-        return entries
-    if isinstance(text, str):
-        text = os.fsencode(text)
-    for item in text.split(b":"):
-        item = item.strip()
-        if not item.startswith(b"/") or b".." in item.split(b"/"):
-            continue
-        item = os.path.normpath(item)
-        if not any(char in item for char in (b"*", b"?", b"[")):
-            item = os.path.realpath(item)
-        entries.append(item)
-    return entries
-
-
-def _dir_matches(directory, pattern):
-    dparts = directory.split(b"/")
-    pparts = pattern.split(b"/")
-    if len(dparts) != len(pparts):
-        return False
-    return all(part == pat or fnmatch.fnmatchcase(part, pat) for part, pat in zip(dparts, pparts))
-
-
-def path_allowed(path, entries, resolve=True):
-    """The real path of path if allowed by entries, else None.
-
-    Allowed: the real path's parent directory is exactly an entry (in a
-    pattern, `*` stands for exactly one path component), or the real path
-    itself is an entry (an entry may name one socket / fifo).  Refuses
-    relative paths, NUL bytes and `.`/`..` components before resolving
-    anything.  resolve=False checks the path as written (for a caller that
-    then refuses every symlink on the way, so that it is the real path).
-    """
-    if isinstance(path, str):
-        path = os.fsencode(path)
-    if not path.startswith(b"/") or b"\0" in path:
-        return None
-    parts = path.split(b"/")
-    if b".." in parts or b"." in parts:
-        return None
-    if resolve:
-        real = os.path.realpath(path)
-    elif b"//" in path or path.endswith(b"/"):
-        return None
-    else:
-        real = path
-    parent = os.path.dirname(real)
-    for entry in entries:
-        if parent == entry or real == entry or _dir_matches(parent, entry):
-            return real
-    return None
-
-
-# --------------------------------------------------------------------------
-# Remote path mapping (testing aid: two directories stand for two machines)
-
-
-def parse_map(text):
-    """LOCAL_PREFIX=REMOTE_PREFIX -> (local, remote) as str; ValueError when malformed."""
-    local, sep, remote = text.partition("=")
-    if not sep or not local.startswith("/") or not remote.startswith("/"):
-        raise ValueError("--remote-map wants LOCAL_PREFIX=REMOTE_PREFIX (absolute paths), got %r" % text)
-    return local.rstrip("/") or "/", remote.rstrip("/") or "/"
-
-
-def map_path(path, mapping):
-    """The path to ask the peer for: path itself, or with the local prefix replaced."""
-    if mapping is None:
-        return path
-    local, remote = mapping
-    if path == local:
-        return remote
-    if path.startswith(local.rstrip("/") + "/"):
-        return remote.rstrip("/") + path[len(local.rstrip("/")):]
-    return path
-
-
-# --------------------------------------------------------------------------
-# Client side: connecting
-
-
-class Peer(rexec_client.Peer):
-    """Where and how to reach the peer's rexec_server: the rexec client's settings and connection."""
-
-    def open(self, kind, path):
-        """Connect, finish TLS, send HELLO + the stream request.  Returns (conn, parser, early events).
-
-        Raises SessionError (code None) when the connection or TLS fails.
-        """
-        request = proto.frame(proto.T_HELLO, proto.HELLO_PAYLOAD) + proto.frame(kind, os.fsencode(path))
-        conn, early = self.dial(lambda: request)
-        parser = proto.FrameParser(proto.FROM_SERVER)
-        try:
-            events = [event for chunk in early for event in parser.feed(chunk)]
-        except proto.ProtocolError as exc:
-            conn.close()
-            raise SessionError("connection to %s failed: %s" % (self, exc))
-        return conn, parser, events
-
-
-class Backoff:
-    """Exponential delay between reconnection attempts: 0.1 s doubling up to a cap, reset on success."""
-
-    def __init__(self, first=0.1, cap=5.0):
-        self.first = first
-        self.cap = cap
-        self.delay = first
-
-    def next(self):
-        delay = self.delay
-        self.delay = min(self.cap, self.delay * 2)
-        return delay
-
-    def reset(self):
-        self.delay = self.first
-
-
-# --------------------------------------------------------------------------
-# The pump
 
 
 class Pump:
@@ -203,9 +66,9 @@ class Pump:
         self.result = None
         self.exit_value = None      # client: EXIT received (the rest of out_buf is still written locally)
         if self.client:
-            self.t_send, self.t_recv, self.s_data, self.s_stop = proto.T_STDIN, proto.T_STDOUT, b"\x00", b"\x01"
+            self.t_send, self.t_recv, self.s_data, self.s_stop = wire.T_STDIN, wire.T_STDOUT, b"\x00", b"\x01"
         else:
-            self.t_send, self.t_recv, self.s_data, self.s_stop = proto.T_STDOUT, proto.T_STDIN, b"\x01", b"\x00"
+            self.t_send, self.t_recv, self.s_data, self.s_stop = wire.T_STDOUT, wire.T_STDIN, b"\x01", b"\x00"
 
     # -- local side -------------------------------------------------------------
 
@@ -259,9 +122,9 @@ class Pump:
         self.rfd = self.wfd = None
 
     def read_local(self):
-        room = proto.CHUNK
+        room = wire.CHUNK
         if self.client:
-            room = min(room, proto.STDIN_WINDOW - self.in_flight)
+            room = min(room, wire.STDIN_WINDOW - self.in_flight)
         try:
             data = os.read(self.rfd, room)
         except BlockingIOError:
@@ -271,12 +134,12 @@ class Pump:
             data = b""
         if not data:
             self.shut_read()
-            self.conn.send(proto.frame(proto.T_EOF, self.s_data))
+            self.conn.send(wire.frame(wire.T_EOF, self.s_data))
             return
         self.sent += len(data)
         if self.client:
             self.in_flight += len(data)
-        self.conn.send(proto.header(self.t_send, len(data)) + data)
+        self.conn.send(wire.header(self.t_send, len(data)) + data)
 
     def write_local(self):
         buf = self.out_buf
@@ -290,7 +153,7 @@ class Pump:
                 if exc.errno != errno.EPIPE:
                     self.reset = True
                 self.shut_write()
-                self.conn.send(proto.frame(proto.T_EOF, self.s_stop))
+                self.conn.send(wire.frame(wire.T_EOF, self.s_stop))
                 return
             self.received += written
             self.unacked += written
@@ -308,18 +171,17 @@ class Pump:
         for ftype, payload in events:
             if self.result is not None or self.exit_value is not None:
                 return
-            if ftype == proto.T_ERROR and self.client:
-                code = payload[0] if payload else 255
-                raise SessionError(payload[1:].decode("utf-8", "replace"), code)
+            if ftype == wire.T_ERROR and self.client:
+                raise wire.error_failure(payload)
             if not self.hello:
-                if ftype != proto.T_HELLO or payload[:len(proto.MAGIC)] != proto.MAGIC:
-                    raise proto.ProtocolError("the server did not answer with a rexec HELLO")
-                if payload[len(proto.MAGIC):len(proto.MAGIC) + 1] != bytes((proto.VERSION,)):
-                    raise proto.ProtocolError("the server speaks another protocol version")
+                if ftype != wire.T_HELLO or payload[:len(wire.MAGIC)] != wire.MAGIC:
+                    raise ProtocolError("the server did not answer with a rexec HELLO")
+                if payload[len(wire.MAGIC):len(wire.MAGIC) + 1] != bytes((wire.VERSION,)):
+                    raise ProtocolError("the server speaks another protocol version")
                 self.hello = True
             elif ftype == self.t_recv:
                 self.data(payload)
-            elif ftype == proto.T_EOF:
+            elif ftype == wire.T_EOF:
                 stream = bytes(payload[:1])
                 if stream == self.s_stop:
                     # The peer's data ended (its "data" stream number is our "stop" one, and vice versa).
@@ -329,23 +191,23 @@ class Pump:
                 elif stream == self.s_data:
                     self.shut_read()
                 else:
-                    raise proto.ProtocolError("EOF for unknown stream")
-            elif self.client and ftype == proto.T_ACK:
+                    raise ProtocolError("EOF for unknown stream")
+            elif self.client and ftype == wire.T_ACK:
                 self.in_flight -= int.from_bytes(payload[:4], "big")
-            elif self.client and ftype == proto.T_READY:
+            elif self.client and ftype == wire.T_READY:
                 if self.on_ready is not None:
                     self.on_ready()
-            elif self.client and ftype == proto.T_NOTICE:
+            elif self.client and ftype == wire.T_NOTICE:
                 pass
-            elif self.client and ftype == proto.T_EXIT:
+            elif self.client and ftype == wire.T_EXIT:
                 self.exit_value = int.from_bytes(payload[1:5], "big") if len(payload) >= 5 else END_RESET
                 return
             else:
-                raise proto.ProtocolError("unexpected frame type 0x%02x in a stream session" % ftype)
+                raise ProtocolError("unexpected frame type 0x%02x in a stream session" % ftype)
 
     def data(self, payload):
         if self.peer_eof:
-            raise proto.ProtocolError("data after EOF")
+            raise ProtocolError("data after EOF")
         if not payload:
             return
         if not self.writing:
@@ -353,14 +215,14 @@ class Pump:
             return
         self.out_buf.append(payload)
         self.out_bytes += len(payload)
-        if not self.client and self.out_bytes > proto.STDIN_WINDOW:
-            raise proto.ProtocolError("client overran the STDIN window")
+        if not self.client and self.out_bytes > wire.STDIN_WINDOW:
+            raise ProtocolError("client overran the STDIN window")
 
     # -- loop -------------------------------------------------------------------
 
     def run(self, events=()):
         """Relay until the session ends.  Returns ("exit", value) (client: the server's EXIT; server: EXIT sent)
-        or ("stopped", reason) from check().  Raises ConnectionLost, ssl.SSLError, ProtocolError, SessionError."""
+        or ("stopped", reason) from check().  Raises ConnectionLost, ssl.SSLError, ProtocolError, wire.Failure (the server's ERROR)."""
         conn = self.conn
         sockfd = conn.fileno()
         poller = select.poll()
@@ -375,7 +237,7 @@ class Pump:
                 self.send_ack()
                 if not self.reading and not self.writing:
                     value = END_RESET if self.reset else END_OK
-                    conn.send(proto.frame(proto.T_EXIT, bytes((proto.EXIT_CODE,)) + value.to_bytes(4, "big")))
+                    conn.send(wire.frame(wire.T_EXIT, bytes((wire.EXIT_CODE,)) + value.to_bytes(4, "big")))
                     self.result = ("exit", value)
                     break
             want = {}
@@ -383,7 +245,7 @@ class Pump:
                 want[sockfd] = POLLIN
             if conn.out and self.exit_value is None:
                 want[sockfd] = want.get(sockfd, 0) | POLLOUT
-            if self.reading and (self.in_flight < proto.STDIN_WINDOW if self.client else conn.pending < OUT_HIGH):
+            if self.reading and (self.in_flight < wire.STDIN_WINDOW if self.client else conn.pending < OUT_HIGH):
                 want[self.rfd] = want.get(self.rfd, 0) | POLLIN
             if self.writing and self.out_buf:
                 want[self.wfd] = want.get(self.wfd, 0) | POLLOUT
@@ -418,7 +280,7 @@ class Pump:
                 if reason is not None:
                     if not self.client:
                         self.send_ack()
-                        conn.send(proto.frame(proto.T_EXIT, bytes((proto.EXIT_CODE,)) + END_REMOVED.to_bytes(4, "big")))
+                        conn.send(wire.frame(wire.T_EXIT, bytes((wire.EXIT_CODE,)) + END_REMOVED.to_bytes(4, "big")))
                     self.result = ("stopped", reason)
             elif self.check is None:
                 next_check = time.monotonic() + CHECK_INTERVAL
@@ -426,67 +288,5 @@ class Pump:
 
     def send_ack(self):
         if self.unacked:
-            self.conn.send(proto.frame(proto.T_ACK, self.unacked.to_bytes(4, "big")))
+            self.conn.send(wire.frame(wire.T_ACK, self.unacked.to_bytes(4, "big")))
             self.unacked = 0
-
-
-# --------------------------------------------------------------------------
-# Services
-
-
-class PeerState:
-    """Logs changes of the peer's reachability once, not once per failed session."""
-
-    def __init__(self, peer, log):
-        self.peer = peer
-        self.log = log
-        self.lock = threading.Lock()
-        self.down = False
-
-    def failed(self, message):
-        with self.lock:
-            was, self.down = self.down, True
-        if not was:
-            self.log("peer %s unreachable: %s (retrying with backoff)" % (self.peer, message))
-
-    def ok(self):
-        with self.lock:
-            was, self.down = self.down, False
-        if was:
-            self.log("peer %s reachable again" % self.peer)
-
-
-class Stopper:
-    """A flag threads check between blocking steps, plus an interruptible sleep."""
-
-    def __init__(self):
-        self.event = threading.Event()
-
-    def stopped(self):
-        return self.event.is_set()
-
-    def sleep(self, seconds):
-        return self.event.wait(seconds)
-
-    def stop(self):
-        self.event.set()
-
-
-def same_node(path, ident):
-    """True while path is still the node identified by (st_dev, st_ino)."""
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return False
-    return (st.st_dev, st.st_ino) == ident
-
-
-def fifo_ident(path):
-    """(st_dev, st_ino) of the fifo at path (not following symlinks), else None."""
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return None
-    if not stat.S_ISFIFO(st.st_mode):
-        return None
-    return (st.st_dev, st.st_ino)
