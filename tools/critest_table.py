@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright (c) dpu.offload contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """critest's JUnit reports of one run, side by side: specs passed, failed and skipped per runtime
@@ -12,7 +11,7 @@ Each DIR holds the junit_*.xml files critest wrote with -report-dir. Exit status
 import json
 import os
 import sys
-import xml.etree.ElementTree as ElementTree
+from xml.etree import ElementTree
 
 
 def outcomes(directory):
@@ -50,8 +49,8 @@ def compare(runs):
 def render(rows, regressions):
     lines = ['handler     specs  passed  failed  skipped', '----------  -----  ------  ------  -------']
     for row in rows:
-        lines.append('%-10s  %5d  %6d  %6d  %7d' % (row['handler'], row['total'], row['passed'], row['failed'],
-                                                   row['skipped']))
+        lines.append('%-10s  %5d  %6d  %6d  %7d'
+                     % (row['handler'], row['total'], row['passed'], row['failed'], row['skipped']))
     lines.append('')
     if regressions:
         lines.append('passed locally, not offloaded (%d):' % len(regressions))

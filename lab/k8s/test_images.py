@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright (c) dpu.offload contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The images critest pulls, built offline as OCI archives for the lab's registry.

@@ -242,9 +242,8 @@ def test_the_dpu_refuses_an_address_outside_the_pod_subnets_and_undoes_the_add(d
 def test_loopback_addresses_are_the_namespaces_own_and_its_lo_comes_up_on_the_dpu_too(dpu, netns):
     result = {'cniVersion': '1.0.0', 'ips': [{'address': '127.0.0.1/8'}, {'address': '::1/128'}]}
     remote = Remote((0, json.dumps(result).encode()))
-    status, dummy = cni_dpu.dpu_call('loopback', json.dumps({'cniVersion': '1.0.0', 'name': 'cni-loopback',
-                                                               'type': 'loopback'}).encode(),
-                                     dict(ENV, CNI_IFNAME='lo'), dpu, remote)
+    config = json.dumps({'cniVersion': '1.0.0', 'name': 'cni-loopback', 'type': 'loopback'}).encode()
+    status, dummy = cni_dpu.dpu_call('loopback', config, dict(ENV, CNI_IFNAME='lo'), dpu, remote)
     assert status == 0 and ('ip', '-n', NETNS.rsplit('/', 1)[1], 'link', 'set', 'lo', 'up') in netns
 
 

@@ -6,7 +6,6 @@ import subprocess
 import sys
 import tarfile
 
-import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / 'tools'))

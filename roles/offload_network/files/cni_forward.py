@@ -79,7 +79,8 @@ def listen_in(path, relay_port=RELAY_PORT):
         sock.listen(64)
         sock.setblocking(False)
         env = {"PATH": PATH}
-        if subprocess.run(["iptables"] + redirect_rule("-C", relay_port), env=env, capture_output=True).returncode:
+        if subprocess.run(["iptables"] + redirect_rule("-C", relay_port), env=env, capture_output=True,
+                          check=False).returncode:
             subprocess.run(["iptables"] + redirect_rule("-A", relay_port), env=env, capture_output=True, check=True)
         return sock
     return in_netns(path, make)

@@ -47,8 +47,8 @@ def test_given_subnets_win_where_the_ipam_names_none():
     ({'cniVersion': '1.0.0', 'name': 'n', 'type': 'bridge'}, 'non-empty "plugins" list'),
     ({'cniVersion': '1.0.0', 'name': 'n', 'plugins': [{'type': '/usr/lib/cni/bridge'}]}, 'plain plugin name'),
     ({'cniVersion': '1.0.0', 'name': 'n', 'plugins': [{'type': '../bridge'}]}, 'plain plugin name'),
-    ({'cniVersion': '1.0.0', 'name': 'n', 'plugins': [{'type': 'bridge', 'ipam': {'type': 'host-local',
-                                                                                 'subnet': 'ten'}}]}, 'not a network'),
+    ({'cniVersion': '1.0.0', 'name': 'n',
+      'plugins': [{'type': 'bridge', 'ipam': {'type': 'host-local', 'subnet': 'ten'}}]}, 'not a network'),
 ])
 def test_bad_configurations_are_refused_naming_the_variable(config, words):
     with pytest.raises(AnsibleFilterError) as error:
