@@ -146,3 +146,34 @@ def test_start_refused_before_anything_runs_on_the_host(config, tmp_path, capfd,
     assert offload_shim.main(['-namespace', 'moby', '-id', CID, 'start'], path) == 1
     assert calls == []
     assert 'need network offload' in capfd.readouterr().err
+
+
+def _hostconfig(tmp_path, config):
+    directory = tmp_path / 'docker' / 'containers' / CID
+    directory.mkdir(parents=True)
+    (directory / 'hostconfig.json').write_text(json.dumps(config))
+    bundle = tmp_path / 'bundle' / CID
+    bundle.mkdir(parents=True)
+    (bundle / 'config.json').write_text(json.dumps({'ociVersion': '1.0.2'}))
+    return str(bundle), str(tmp_path / 'docker')
+
+
+@pytest.mark.parametrize('config, shown', [
+    ({'NetworkMode': 'default', 'PortBindings': {'80/tcp': [{'HostIp': '', 'HostPort': '8080'}]}}, '8080->80/tcp'),
+    ({'NetworkMode': 'bridge', 'PortBindings': {'53/udp': [{'HostIp': '127.0.0.1', 'HostPort': '5353'}]}},
+     '127.0.0.1:5353->53/udp'),
+    ({'NetworkMode': 'default', 'PublishAllPorts': True}, '-P'),
+])
+def test_a_container_that_publishes_ports_is_refused_saying_what_to_use(tmp_path, config, shown):
+    bundle, docker_root = _hostconfig(tmp_path, config)
+    with pytest.raises(offload_shim.Refused) as refused:
+        offload_shim.check_bundle(bundle, docker_root)
+    assert shown in str(refused.value) and '--network host' in str(refused.value)
+
+
+@pytest.mark.parametrize('config', [{'NetworkMode': 'default', 'PortBindings': {}},
+                                    {'NetworkMode': 'host', 'PortBindings': {'80/tcp': [{'HostPort': '80'}]}},
+                                    {'NetworkMode': 'none'}])
+def test_containers_that_publish_nothing_start(tmp_path, config):
+    bundle, docker_root = _hostconfig(tmp_path, config)
+    assert offload_shim.check_bundle(bundle, docker_root) is False

@@ -147,6 +147,15 @@ def test_networks(hostnode, dpu):
     assert dpu.check_output('docker ps -aq --filter status=created') == ''
 
 
+def test_publishing_ports_is_refused_with_the_reason(dpu):
+    for flags in ('-p 8080:80', '-P --expose 80'):
+        refused = dpu.run('docker run --rm %s %s true' % (flags, IMAGE))
+        assert refused.rc != 0 and 'publishes ports' in refused.stderr and '--network host' in refused.stderr, refused.stderr
+    # With the HOST's network a port needs no publishing: docker ignores -p there.
+    assert dpu.run('docker run --rm --network host -p 8080:80 %s true' % IMAGE).rc == 0
+    assert dpu.check_output('docker ps -aq --filter status=created') == ''
+
+
 def test_no_dpu_hook_reaches_the_host(hostnode, dpu):
     dpu.run('docker rm -f docker-none')
     dpu.check_output('docker run -d --name docker-none --network none %s sleep 600' % IMAGE)

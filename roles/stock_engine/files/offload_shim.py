@@ -9,7 +9,9 @@ stdout.  This module runs the HOST's stock shim with the same argv and
 working directory through the rexec client, in this process (one
 interpreter per call), and passes stdin and stdout through byte for byte.
 
-Before `start` it checks the bundle's config.json: an OCI hook whose binary
+Before `start` it refuses a docker container that publishes ports (-p, -P):
+they would be published nowhere, since docker's bridge does not run on the
+HOST. It checks the bundle's config.json: an OCI hook whose binary
 is under /proc (dockerd's `/proc/<its pid>/exe libnetwork-setkey`) names a
 process of the DPU; on the HOST that pid is some other process, which runc
 would execute as root.  Such hooks never cross: the one of a container with
@@ -37,6 +39,9 @@ NETWORK_OFFLOAD = ("dpu.offload: container %s asks for network %r: bridge and us
                    "network offload, which this version does not have (libnetwork would configure, on the DPU, "
                    "a namespace that lives on the HOST). Use --network host, --network none or the default "
                    "(an isolated namespace with loopback only).")
+PUBLISHED = ("dpu.offload: container %s publishes ports (%s): docker publishes them through its bridge network, "
+             "which this version does not run on the HOST, so they would not be reachable. Use --network host (the "
+             "container listens on the HOST's own addresses) or a Kubernetes pod with a hostPort.")
 FOREIGN_HOOK = ("dpu.offload: refusing the %s hook %s: it names a process of the DPU (%s), which on the HOST "
                 "would be another process run as root")
 
@@ -63,14 +68,35 @@ def action_of(argv):
     return argv[-1] if argv else None
 
 
-def network_mode(docker_root, container_id):
-    """The NetworkMode dockerd recorded for a container, or None when it is not dockerd's."""
+def host_config(docker_root, container_id):
+    """The HostConfig dockerd recorded for a container, or None when it is not dockerd's."""
     path = os.path.join(docker_root, "containers", container_id, "hostconfig.json")
     try:
         with open(path, encoding="utf-8") as handle:
-            return json.load(handle).get("NetworkMode") or "default"
+            config = json.load(handle)
     except (OSError, ValueError):
         return None
+    return config if isinstance(config, dict) else None
+
+
+def network_mode(docker_root, container_id):
+    """The NetworkMode dockerd recorded for a container, or None when it is not dockerd's."""
+    config = host_config(docker_root, container_id)
+    return None if config is None else config.get("NetworkMode") or "default"
+
+
+def published_ports(config):
+    """What `docker run -p/-P` asked to publish, in a docker-like notation; empty when nothing."""
+    if not config or config.get("NetworkMode") == "host":
+        return []
+    ports = []
+    for port, bindings in sorted((config.get("PortBindings") or {}).items()):
+        for binding in bindings or [{}]:
+            host = "%s:%s" % (binding.get("HostIp") or "", binding.get("HostPort") or "")
+            ports.append("%s->%s" % (host.lstrip(":") or "any", port))
+    if config.get("PublishAllPorts"):
+        ports.append("-P")
+    return ports
 
 
 def clean_hooks(spec, docker_root):
@@ -114,6 +140,10 @@ def check_bundle(bundle, docker_root):
             spec = json.load(handle)
     except FileNotFoundError:
         return False
+    container_id = os.path.basename(os.path.normpath(bundle))
+    ports = published_ports(host_config(docker_root, container_id)) if CONTAINER_ID.match(container_id) else []
+    if ports:
+        raise Refused(PUBLISHED % (container_id[:12], ", ".join(ports)))
     spec, changed = clean_hooks(spec, docker_root)
     if changed:
         tmp = path + ".dpu-offload"
