@@ -16,7 +16,8 @@ DEFAULTS = yaml.safe_load((ROOT / 'roles/stock_engine/defaults/main.yml').read_t
 def render(tmp_path, **extra):
     variables = dict({'stock_engine_kubelet_binary': DEFAULTS['stock_engine_kubelet_binary'],
                       'stock_engine_kubelet_args': DEFAULTS['stock_engine_kubelet_args'],
-                      'stock_engine_containerd_address': DEFAULTS['stock_engine_containerd_address']}, **extra)
+                      'stock_engine_containerd_address': DEFAULTS['stock_engine_containerd_address'],
+                      '__stock_engine_kubelet_cwd': '/var/lib/dpu-offload/stock-engine/kubelet-cwd'}, **extra)
     out = render_template(ROOT / 'roles/stock_engine/templates/kubelet.service.j2', tmp_path / 'kubelet.service', variables)
     unit = configparser.ConfigParser(interpolation=None, strict=False)
     unit.read_string(out.read_text())
@@ -36,3 +37,8 @@ def test_kubelet_speaks_cri_to_the_dpus_containerd(tmp_path):
 def test_arguments_are_quoted_for_systemd(tmp_path):
     unit = render(tmp_path, stock_engine_kubelet_args=['--node-labels=a=b c'])
     assert unit['Service']['ExecStart'].endswith("'--node-labels=a=b c'")
+
+
+def test_kubelet_runs_in_an_empty_directory_of_its_own(tmp_path):
+    # kubelet's container GC globs a missing log path relative to its working directory and removes the matches.
+    assert render(tmp_path)['Service']['WorkingDirectory'] == '/var/lib/dpu-offload/stock-engine/kubelet-cwd'
