@@ -94,6 +94,8 @@ def stock_shared(shared, transport, is_host, engines=None, persist_root=''):
         'persist_here': persisted['binds'],
         # Each submounts directory made a shared mount of its own, before it is shared.
         'shared_roots_here': [{'path': r, 'src': r, 'fstype': 'none', 'opts': 'bind,rshared'} for r in roots] if owns else [],
+        # The mounting side made those directories as its mount points' parents: its teardown removes them when empty.
+        'parents_here': [] if owns else [{'path': r, 'state': 'absent', 'if_empty': True} for r in roots],
     }
 
 

@@ -138,7 +138,9 @@ def test_submounts_make_a_shared_root_on_the_owner_and_a_recursive_chroot_bind()
     dpu = stock_shared(shared, 'sshfs', False, ['kubelet'])
     assert dpu['shared_roots_here'] == [{'path': '/var/lib/kubelet', 'src': '/var/lib/kubelet', 'fstype': 'none',
                                          'opts': 'bind,rshared'}]
-    assert stock_shared(shared, 'sshfs', True, ['kubelet'])['shared_roots_here'] == []
+    host = stock_shared(shared, 'sshfs', True, ['kubelet'])
+    assert host['shared_roots_here'] == [] and dpu['parents_here'] == []
+    assert host['parents_here'] == [{'path': '/var/lib/kubelet', 'state': 'absent', 'if_empty': True}]
     assert stock_shared(shared, 'sshfs', False, [])['shared_roots_here'] == []
     binds = {b['path']: b['opts'] for b in sftp_binds(dpu['owned_here'], '/srv/chroot')}
     assert binds['/srv/chroot/var/lib/kubelet/pods'] == 'rbind,ro'
