@@ -129,9 +129,19 @@ def test_dockerd_wrapper_when_opted_in_runs_only_the_units_command_line():
     assert not allowed(rules, ["/usr/bin/dockerd", "--version"])
 
 
-def test_stock_mode_shim_by_path():
-    # roles/stock_engine passes the shim by path; its rules come from offload_common_command_rules.
-    rules = allowlist(True, rexec_host_commands=["/usr/bin/containerd-shim-runc-v2"])
+def stock_shim_rule():
+    """stock_engine's own rule for the HOST's shim, as its vars render it with its defaults."""
+    variables = {}
+    for relative in ("roles/offload_common/defaults/main/remote_commands.yml", "roles/stock_engine/defaults/main.yml",
+                     "roles/stock_engine/vars/main.yml"):
+        variables.update(_load(relative))
+    templar = template.Templar(loader=dataloader.DataLoader(), variables=variables)
+    return templar.template(_trust("{{ __stock_engine_shim_rule }}"))
+
+
+def test_stock_mode_shim_rule():
+    # roles/stock_engine passes its shim rule whole (the engine owns its rules).
+    rules = allowlist(True, rexec_host_commands=[stock_shim_rule()])
     shim = "/usr/bin/containerd-shim-runc-v2"
     common = [shim, "-namespace", "default", "-address", "/run/containerd/containerd.sock", "-publish-binary",
               "/usr/bin/containerd"]
