@@ -22,8 +22,9 @@ HEAD = [
     'set -eu',
     'umount -R /another_rootfs 2>/dev/null || true',
 ]
+# The module's own command (dpu.offload.kmod_command): parameters sorted by name.
 INSMOD = ('[ -d /sys/module/qtfs ] || insmod /usr/local/lib/dpu-offload/qtfs/qtfs.ko'
-          ' qtfs_server_vsock_cid=2 qtfs_server_vsock_port=12345 qtfs_log_level=ERROR')
+          ' qtfs_log_level=ERROR qtfs_server_vsock_cid=2 qtfs_server_vsock_port=12345')
 
 
 def module_command(item):

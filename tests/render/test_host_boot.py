@@ -80,8 +80,9 @@ def test_the_engine_requires_the_binds(vsock):
 
 
 @pytest.mark.parametrize('pair, params', [
-    ('vsock', ['qtfs_server_vsock_cid=2', 'qtfs_server_vsock_port=12345', 'qtfs_log_level=ERROR']),
-    ('tcp', ['qtfs_server_ip=192.0.2.10', 'qtfs_server_port=12345', 'qtfs_log_level=ERROR']),
+    # The parameters as dpu.offload.kmod passes them: sorted by name.
+    ('vsock', ['qtfs_log_level=ERROR', 'qtfs_server_vsock_cid=2', 'qtfs_server_vsock_port=12345']),
+    ('tcp', ['qtfs_log_level=ERROR', 'qtfs_server_ip=192.0.2.10', 'qtfs_server_port=12345']),
 ])
 def test_the_engine_loads_its_module_with_the_pairs_parameters_when_it_is_not_loaded(request, tmp_path, pair, params):
     line = _unit(request.getfixturevalue(pair)[0] / 'qtfs-engine.service')['Service']['ExecStartPre']
