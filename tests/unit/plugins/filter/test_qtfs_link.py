@@ -13,8 +13,8 @@ DPU = {'is_host': False, 'address': '192.0.2.11', 'peer_address': '192.0.2.10', 
 
 def test_over_tcp_both_modules_reach_the_hosts_address_and_the_host_opens_its_ports():
     for pair in (HOST, DPU):
-        assert qtfs_link(pair, 'tcp', 12345, 12121)['module_params'] == {'qtfs_server_ip': '192.0.2.10',
-                                                                          'qtfs_server_port': 12345}
+        params = qtfs_link(pair, 'tcp', 12345, 12121)['module_params']
+        assert params == {'qtfs_server_ip': '192.0.2.10', 'qtfs_server_port': 12345}
     assert qtfs_link(HOST, 'tcp', 12345, 12121)['host_ports'] == ['12345-12347', '12121']
     assert qtfs_link(HOST, 'tcp', '12345', '12121')['endpoints'] == ['192.0.2.10', 12121, '192.0.2.11', 12121]
     assert qtfs_link(DPU, 'tcp', 12345, 12121)['endpoints'] == ['192.0.2.11', 12121, '192.0.2.10', 12121]
