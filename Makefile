@@ -43,7 +43,7 @@ PYENV_BINS := $(subst $(space),:,$(wildcard $(HOME)/.pyenv/versions/3.*/bin))
 ATEST_PATH := $(BIN)$(if $(PYENV_BINS),:$(PYENV_BINS)):$(PATH)
 
 .PHONY: help venv vm-smoke molecule-qtfs demo teardown inventory bench-playbook ee test unit lint sanity units molecule changelog-lint importer \
-	build install-check k8s-build k8s-up kubectl critest k8s-down lab-up lab-down lab-image lab-clean bench-rexec bench-mounts bench-engine bench-quick chaos clean
+	build install-check k8s-build k8s-up kubectl critest k8s-down lab-up lab-down lab-image lab-clean bench-rexec bench-mounts bench-engine bench-storage bench-quick chaos clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -187,6 +187,9 @@ bench-playbook: venv lab-image ## converge, idempotent re-run and teardown, 1 pa
 
 bench-engine: venv ## docker run/exec and ctr run on a deployed lab pair, offloaded against a local runtime (make demo first)
 	python bench/bench_engine.py
+
+bench-storage: venv ## a workload's file I/O offloaded / local runtime / HOST's disk, and a 100 MiB image's start-up (make demo first)
+	python bench/bench_storage.py
 
 # The faults of molecule/default/tests/test_faults.py on a deployed lab (pair 1), bounded in time; the test
 # image comes from the scenario's side_effect.yml. Each fault cleans up what it started.

@@ -2,8 +2,10 @@
 import json
 import os
 import pathlib
+import shutil
 import socket
 import sys
+import tempfile
 
 import pytest
 
@@ -75,8 +77,32 @@ def test_check_bundle_rewrites_config_json_in_place_keeping_its_mode(tmp_path):
 def test_small_parsers():
     assert offload_shim.action_of(['-namespace', 'moby', '-id', 'x', 'start']) == 'start'
     assert offload_shim.action_of([]) is None
-    assert offload_shim.socket_of('unix:///run/containerd/s/abc\n') == '/run/containerd/s/abc'
-    assert offload_shim.socket_of('ttrpc+hybrid://x') is None
+
+
+
+HASH = 'f' * 64
+
+
+@pytest.mark.parametrize('reply', ['unix:///run/containerd/s/%s\n' % HASH, 'unix:///run/containerd/s/%s' % HASH])
+def test_a_shim_socket_in_the_forwarded_directory_is_taken(reply):
+    assert offload_shim.socket_of(reply, '/run/containerd/s/') == '/run/containerd/s/' + HASH
+
+
+# What a HOST whose root is a tenant could answer to make the DPU's containerd dial another socket of the DPU.
+@pytest.mark.parametrize('reply', [
+    'unix:///run/containerd/containerd.sock\n',
+    'unix:///run/containerd/s/../containerd.sock',
+    'unix:///run/containerd/s/sub/%s' % HASH,
+    'unix:///run/containerd/s/%s/../../containerd.sock' % HASH,
+    'unix:///run/containerd/s/%s\nunix:///run/containerd/containerd.sock' % HASH,
+    'unix:///run/containerd/s/%s\n\n' % HASH,
+    'unix:///run/containerd/s/%s' % HASH.upper(),
+    'ttrpc+hybrid:///run/containerd/s/%s' % HASH,
+    '/run/containerd/s/%s' % HASH,
+    '',
+])
+def test_any_other_start_reply_is_not_a_shim_socket(reply):
+    assert offload_shim.socket_of(reply, '/run/containerd/s') is None
 
 
 def test_env_file(tmp_path):
@@ -87,7 +113,15 @@ def test_env_file(tmp_path):
 
 
 @pytest.fixture
-def config(tmp_path, monkeypatch):
+def sockets():
+    """A short directory for the forwarded shims' sockets (a unix socket's path is at most 107 bytes)."""
+    path = tempfile.mkdtemp(prefix='shim-s-')
+    yield path
+    shutil.rmtree(path)
+
+
+@pytest.fixture
+def config(tmp_path, monkeypatch, sockets):
     env_file = tmp_path / 'client.env'
     env_file.write_text('CMD_NET_ADDR=tcp://192.0.2.1:7777\n')
     calls = []
@@ -103,7 +137,8 @@ def config(tmp_path, monkeypatch):
     monkeypatch.setenv('LD_PRELOAD', '/tmp/evil.so')
     path = tmp_path / 'shim.json'
     path.write_text(json.dumps({'host_shim': '/usr/bin/containerd-shim-runc-v2', 'rexec': '/usr/local/bin/rexec',
-                                'client_env': str(env_file), 'wait': 0.5, 'docker_root': str(tmp_path / 'docker')}))
+                                'client_env': str(env_file), 'wait': 0.5, 'docker_root': str(tmp_path / 'docker'),
+                                'shim_sockets': sockets}))
     return str(path), fake_client, calls
 
 
@@ -118,9 +153,9 @@ def test_delete_runs_the_host_shim_with_only_the_env_it_needs(config, capfd):
     assert capfd.readouterr().out == '\n\x02ok'
 
 
-def test_start_waits_for_the_forwarded_socket_then_prints_the_address(config, tmp_path, capfd, monkeypatch):
+def test_start_waits_for_the_forwarded_socket_then_prints_the_address(config, tmp_path, capfd, monkeypatch, sockets):
     path, client, _calls = config
-    sock_path = tmp_path / 's.sock'
+    sock_path = os.path.join(sockets, HASH)
     client.output = ('unix://%s\n' % sock_path).encode()
     bundle = tmp_path / 'bundle'
     bundle.mkdir()
@@ -130,10 +165,20 @@ def test_start_waits_for_the_forwarded_socket_then_prints_the_address(config, tm
         assert offload_shim.main(['-namespace', 'moby', '-id', 'x', 'start'], path) == 0
     assert capfd.readouterr().out == 'unix://%s\n' % sock_path
     # Not forwarded in time: the address is still printed, with a line on stderr.
-    client.output = b'unix:///nonexistent/s.sock\n'
+    client.output = ('unix://%s/%s\n' % (sockets, 'e' * 64)).encode()
     assert offload_shim.main(['start'], path) == 0
     captured = capfd.readouterr()
-    assert captured.out == 'unix:///nonexistent/s.sock\n' and 'was not forwarded' in captured.err
+    assert captured.out == client.output.decode() and 'was not forwarded' in captured.err
+
+
+def test_a_start_reply_naming_another_dpu_socket_is_not_handed_to_containerd(config, tmp_path, capfd, monkeypatch,
+                                                                             sockets):
+    path, client, _calls = config
+    monkeypatch.chdir(tmp_path)
+    client.output = b'unix:///run/containerd/containerd.sock\n'
+    assert offload_shim.main(['-namespace', 'moby', '-id', 'x', 'start'], path) == 1
+    captured = capfd.readouterr()
+    assert captured.out == '' and 'not a shim socket in %s' % sockets in captured.err
 
 
 def test_start_refused_before_anything_runs_on_the_host(config, tmp_path, capfd, monkeypatch):
@@ -177,3 +222,71 @@ def test_a_container_that_publishes_ports_is_refused_saying_what_to_use(tmp_path
 def test_containers_that_publish_nothing_start(tmp_path, config):
     bundle, docker_root = _hostconfig(tmp_path, config)
     assert offload_shim.check_bundle(bundle, docker_root) is False
+
+
+def test_shim_flags_as_containerd_passes_them():
+    argv = ['-namespace', 'k8s.io', '-address', '/run/containerd/containerd.sock', '-publish-binary',
+            '/usr/bin/containerd', '-id', 'c1', '-debug', 'start']
+    assert offload_shim.shim_flags(argv) == {'namespace': 'k8s.io', 'address': '/run/containerd/containerd.sock',
+                                             'publish-binary': '/usr/bin/containerd', 'id': 'c1'}
+
+
+def test_group_is_the_first_group_annotation_else_the_container():
+    sandbox = {'annotations': {'io.kubernetes.cri.sandbox-id': 'pod1'}}
+    assert offload_shim.group_of(sandbox, 'c1') == 'pod1'
+    assert offload_shim.group_of({'annotations': {'io.containerd.runc.v2.group': 'g',
+                                                  'io.kubernetes.cri.sandbox-id': 'pod1'}}, 'c1') == 'g'
+    assert offload_shim.group_of({}, 'c1') == 'c1'
+    assert offload_shim.group_of({'annotations': ['x']}, 'c1') == 'c1'
+    assert offload_shim.group_of([], 'c1') == 'c1'
+
+
+def _grouped_bundle(tmp_path, sockets, group, container='c1', listen=True):
+    bundle = tmp_path / container
+    bundle.mkdir()
+    (bundle / 'config.json').write_text(json.dumps({'annotations': {'io.kubernetes.cri.sandbox-id': group}}))
+    address = offload_shim.shim_socket(sockets, '/run/containerd/containerd.sock', 'k8s.io', group)
+    listener = socket.socket(socket.AF_UNIX)
+    if listen:
+        listener.bind(address[len('unix://'):])
+    argv = ['-namespace', 'k8s.io', '-address', '/run/containerd/containerd.sock', '-publish-binary',
+            '/usr/bin/containerd', '-id', container, 'start']
+    return bundle, address, listener, argv
+
+
+def test_a_pods_container_joins_its_sandboxs_forwarded_shim_without_the_host(config, tmp_path, capfd, monkeypatch,
+                                                                             sockets):
+    path, _client, calls = config
+    bundle, address, listener, argv = _grouped_bundle(tmp_path, sockets, 'pod1')
+    with listener:
+        monkeypatch.chdir(bundle)
+        assert offload_shim.main(argv, path) == 0
+    assert calls == []
+    assert capfd.readouterr().out == address
+    assert (bundle / 'address').read_text() == address
+    assert sorted(p.name for p in bundle.iterdir()) == ['address', 'config.json']
+
+
+def test_a_group_whose_shim_is_not_forwarded_starts_one_on_the_host(config, tmp_path, monkeypatch, sockets):
+    path, client, calls = config
+    bundle, address, listener, argv = _grouped_bundle(tmp_path, sockets, 'pod1', listen=False)
+    client.output = address.encode()
+    with listener:
+        monkeypatch.chdir(bundle)
+        assert offload_shim.main(argv, path) == 0  # (its socket is not forwarded in this test: said on stderr)
+    assert [argv_ for argv_, _env in calls] == [['/usr/bin/containerd-shim-runc-v2'] + argv]
+    # A sandbox is its own group: always started.
+    calls.clear()
+    sandbox, address, listener, argv = _grouped_bundle(tmp_path, sockets, 'pod2', container='pod2')
+    client.output = address.encode()
+    with listener:
+        monkeypatch.chdir(sandbox)
+        assert offload_shim.main(argv, path) == 0
+    assert len(calls) == 1
+
+
+def test_a_regular_file_where_the_groups_socket_should_be_is_not_joined(tmp_path, sockets):
+    bundle, address, listener, argv = _grouped_bundle(tmp_path, sockets, 'pod1', listen=False)
+    listener.close()
+    pathlib.Path(address[len('unix://'):]).write_text('')
+    assert offload_shim.joined_shim(str(bundle), argv, sockets) is None

@@ -68,3 +68,27 @@ def test_the_hosts_sftp_access_is_confined_to_the_shared_directories(hostnode):
     assert 'passwd' not in listing.stdout and 'shadow' not in listing.stdout
     write = hostnode.run("printf 'put /etc/hostname /var/lib/docker/containers/dpu-offload-probe\\n' | %s" % sftp)
     assert write.rc != 0
+
+
+# The HOST answers a shim's `start` (issue 31, point 4): a HOST shim that names the DPU's own containerd socket
+# instead of its forwarded one would have the DPU's containerd dial that socket. Played by a HOST whose shim
+# binary is replaced (bind-mounted over) with one that says so.
+FOREIGN_SHIM = (b"#!/bin/sh\nfor arg; do last=$arg; done\n"
+                b"[ \"$last\" = start ] && echo unix:///run/containerd/containerd.sock\nexit 0\n")
+
+
+def test_a_host_shim_answering_another_dpu_socket_is_not_dialled(hostnode, dpu):
+    helpers = _patched_tests()
+    shim = '/usr/bin/containerd-shim-runc-v2'
+    helpers.put(hostnode, '/var/tmp/dpu-offload-foreign-shim', FOREIGN_SHIM, mode='0755')
+    hostnode.run_expect([0], 'mount --bind /var/tmp/dpu-offload-foreign-shim %s' % shim)
+    try:
+        result = dpu.run('docker run --rm --name dpu-offload-foreign localhost/dpu-offload/busybox:latest true')
+    finally:
+        hostnode.run('umount %s' % shim)
+        hostnode.run('rm -f /var/tmp/dpu-offload-foreign-shim')
+        dpu.run('docker rm -f dpu-offload-foreign')
+    assert result.rc != 0
+    assert 'not a shim socket in /run/containerd/s' in result.stderr, result.stderr
+    # The DPU's containerd still answers, and the real shim works again.
+    assert dpu.run('docker run --rm localhost/dpu-offload/busybox:latest true').rc == 0

@@ -18,13 +18,25 @@ would execute as root.  Such hooks never cross: the one of a container with
 `--network none` is dropped (runc brings its loopback up by itself), any
 other refuses the start with a message that says why.
 
-After `start` it waits until the forwarded shim socket exists here, since
-containerd dials the printed address at once.  Python 3.9+ standard library.
+After `start` it checks the HOST shim's reply before containerd sees it: the
+HOST answers it, so it must name a socket in the forwarded shims' directory
+(`unix://DIR/<64 hex>`), never another socket of the DPU.  Then it waits
+until the forwarded shim socket exists here, since containerd dials the
+printed address at once.
+
+A container of a group (a pod's container, whose config.json names its
+sandbox in `io.kubernetes.cri.sandbox-id`) joins the group's shim: when that
+shim's socket is already forwarded here, `start` answers its address at once
+and writes it to the bundle, as the stock shim would, without a round trip
+to the HOST.  Python 3.9+ standard library.
 """
 
+import hashlib
 import json
 import os
+import posixpath
 import re
+import stat
 import sys
 import time
 
@@ -44,6 +56,15 @@ PUBLISHED = ("dpu.offload: container %s publishes ports (%s): docker publishes t
              "container listens on the HOST's own addresses) or a Kubernetes pod with a hostPort.")
 FOREIGN_HOOK = ("dpu.offload: refusing the %s hook %s: it names a process of the DPU (%s), which on the HOST "
                 "would be another process run as root")
+
+
+FOREIGN_ADDRESS = ("dpu.offload: the HOST's shim answered start with %r, which is not a shim socket in %s; "
+                   "not handing it to containerd")
+SHIM_SOCKET = re.compile(r"^unix://(?P<path>/[^\0\n]*/[0-9a-f]{64})\n?\Z")
+
+
+# The annotations that make containers share one shim, in the stock runc shim's order.
+GROUP_LABELS = ("io.containerd.runc.v2.group", "io.kubernetes.cri.sandbox-id")
 
 
 class Refused(Exception):
@@ -66,6 +87,61 @@ def read_env_file(path):
 def action_of(argv):
     """The shim action: the last argument (start, delete); None when there is none."""
     return argv[-1] if argv else None
+
+
+def shim_flags(argv):
+    """containerd's flags to a shim (-namespace N -address A -id ID ...) as a dict; -debug and the action skipped."""
+    flags, words = {}, list(argv[:-1])
+    while words:
+        word = words.pop(0)
+        if word.startswith("-") and word != "-debug" and words:
+            flags[word.lstrip("-")] = words.pop(0)
+    return flags
+
+
+def shim_socket(socket_dir, containerd_address, namespace, group):
+    """The socket of a group's shim: the stock shim hashes containerd's address, the namespace and the group."""
+    key = posixpath.normpath("/".join((containerd_address, namespace, group)))
+    return "unix://%s/%s" % (socket_dir.rstrip("/"), hashlib.sha256(key.encode("utf-8")).hexdigest())
+
+
+def group_of(spec, container_id):
+    """The group a container's shim serves: its first group annotation, else the container itself."""
+    annotations = spec.get("annotations") if isinstance(spec, dict) else None
+    for label in GROUP_LABELS:
+        if isinstance(annotations, dict) and annotations.get(label):
+            return str(annotations[label])
+    return container_id
+
+
+def joined_shim(bundle, argv, socket_dir):
+    """The address of the running shim a grouped container joins, or None when a shim must be started."""
+    flags = shim_flags(argv)
+    if not all(flags.get(name) for name in ("namespace", "address", "id")):
+        return None
+    try:
+        with open(os.path.join(bundle, "config.json"), encoding="utf-8") as handle:
+            group = group_of(json.load(handle), flags["id"])
+    except (OSError, ValueError):
+        return None
+    if group == flags["id"]:
+        return None
+    address = shim_socket(socket_dir, flags["address"], flags["namespace"], group)
+    try:
+        # Forwarded (the forwarder listens there) while the group's first bundle names it.
+        if stat.S_ISSOCK(os.stat(address[len("unix://"):]).st_mode):
+            return address
+    except OSError:
+        pass
+    return None
+
+
+def write_address(bundle, address):
+    """bundle/address, replaced atomically (containerd reads it to reconnect after a restart)."""
+    tmp = os.path.join(bundle, ".address.%d" % os.getpid())
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(address)
+    os.replace(tmp, os.path.join(bundle, "address"))
 
 
 def host_config(docker_root, container_id):
@@ -154,12 +230,12 @@ def check_bundle(bundle, docker_root):
     return changed
 
 
-def socket_of(address):
-    """The local path of a shim address (unix:///run/containerd/s/HASH), or None."""
-    address = address.strip()
-    if address.startswith("unix://"):
-        return address[len("unix://"):]
-    return None
+def socket_of(reply, socket_dir):
+    """The local path of the shim address a `start` replied (unix://SOCKET_DIR/<64 hex>), or None."""
+    match = SHIM_SOCKET.match(reply)
+    if not match or os.path.dirname(match.group("path")) != socket_dir.rstrip("/"):
+        return None
+    return match.group("path")
 
 
 def wait_for_socket(path, seconds):
@@ -223,10 +299,18 @@ def main(argv, config_path):
     except Refused as exc:
         say(str(exc))
         return 1
+    joined = joined_shim(os.getcwd(), argv, config["shim_sockets"])
+    if joined:
+        write_address(os.getcwd(), joined)
+        os.write(1, joined.encode("utf-8"))
+        return 0
     status, out = run_remote(config, argv, capture=True)
     if status == 0:
-        socket = socket_of(out.decode("utf-8", "replace"))
-        if socket and not wait_for_socket(socket, float(config.get("wait", 5))):
+        socket = socket_of(out.decode("utf-8", "replace"), config["shim_sockets"])
+        if socket is None:
+            say(FOREIGN_ADDRESS % (out[:200].decode("utf-8", "replace"), config["shim_sockets"]))
+            return 1
+        if not wait_for_socket(socket, float(config.get("wait", 5))):
             say("the shim's socket %s was not forwarded within %s s (is dpu-offload-stock-shims.service running?)"
                 % (socket, config.get("wait", 5)))
     os.write(1, out)
