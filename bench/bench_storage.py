@@ -40,6 +40,7 @@ def fat_image(files):
     """The start-up image's name: its size is in its tag, so a quick run never stands in for a full one."""
     return "localhost/dpu-offload/bench-fat:%dx%dk" % (files, FAT_FILE_KIB)
 
+
 # Builds both images on the DPU (once), makes them known to ctr's and CRI's namespaces.
 PREPARE = r"""
 set -euo pipefail
@@ -168,8 +169,8 @@ def main():
     for name, label in ROWS:
         off, loc, host = io["offloaded"][name], io["local"][name], io["host"][name]
         ratios[name] = round(off / host, 2) if host else None
-        print("| %s | %.3f | %.3f | %.3f | %s |" % (label % {"small": small, "tree": tree}, off, loc, host,
-                                                   "%.1fx" % ratios[name] if host else "-"))
+        shown = "%.1fx" % ratios[name] if host else "-"
+        print("| %s | %.3f | %.3f | %.3f | %s |" % (label % {"small": small, "tree": tree}, off, loc, host, shown))
     print("\nStart-up of an image of %d files x %d KiB, %d runs (ms)%s\n"
           % (files, FAT_FILE_KIB, start_runs, quick))
     print("| operation | local runtime median | offloaded median | offloaded p95 | ratio (target: at most 1.5x) |"
@@ -178,8 +179,8 @@ def main():
                             ("CRI pod start (sandbox + container running)", pod_local, pod_off)):
         ratio = statistics.median(off) / statistics.median(loc)
         ratios[label] = round(ratio, 2)
-        print("| %s | %.0f | %.0f | %.0f | %.2fx |" % (label, statistics.median(loc), statistics.median(off),
-                                                     bench_engine.p95(off), ratio))
+        figures = (statistics.median(loc), statistics.median(off), bench_engine.p95(off), ratio)
+        print("| %s | %.0f | %.0f | %.0f | %.2fx |" % ((label,) + figures))
     print("\nJSON: " + json.dumps({"offloaded_over_host": ratios}))
     return 0
 

@@ -79,7 +79,6 @@ def test_small_parsers():
     assert offload_shim.action_of([]) is None
 
 
-
 HASH = 'f' * 64
 
 
