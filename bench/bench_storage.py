@@ -31,8 +31,8 @@ import sys
 import bench_engine
 import cri_pods
 
-IMAGE = "localhost/dpu-offload/bench-storage:1"
-APPLETS = "sh cat date dd find mkdir rm seq sleep stat true wc"
+IMAGE = "localhost/dpu-offload/bench-storage:2"
+APPLETS = "sh adjtimex cat dd find mkdir rm seq sleep stat true wc"
 FAT_FILE_KIB = 50
 
 
@@ -57,7 +57,7 @@ build() {  # image, extra files (count), KiB each
   tar -C "$dir" -c . | docker import - "$1" >/dev/null
   rm -rf "$dir"
 }
-build "$IMAGE" 0 0
+build "$IMAGE" 0 0  # (the tag changes whenever APPLETS does)
 build "$FAT_IMAGE" "$FAT_FILES" "$FAT_FILE_KIB"
 for image in "$IMAGE" "$FAT_IMAGE"; do
   ctr -n k8s.io images list -q | grep -qx "$image" || docker save "$image" | ctr -n k8s.io images import --snapshotter native - >/dev/null
@@ -68,8 +68,10 @@ done
 WORKLOAD = r"""
 set -e
 d=$1; small=$2; tree=$3
-now() { date +%s%N; }
-step() { name=$1; shift; t0=$(now); "$@"; t1=$(now); echo "$name $(( (t1 - t0) / 1000 ))"; }
+# busybox's date has no %N; adjtimex(2) read-only gives the clock in microseconds.
+now() { adjtimex | { while read -r key value _; do case $key in time.tv_sec:) s=$value;; time.tv_usec:) u=$value;; esac
+  done; echo $((s * 1000000 + u)); }; }
+step() { name=$1; shift; t0=$(now); "$@"; t1=$(now); echo "$name $((t1 - t0))"; }
 write() { dd if=/dev/zero of="$d/big" bs=1048576 count=200 conv=fsync 2>/dev/null; }
 readback() { cat "$d/big" > /dev/null; }
 create() { mkdir "$d/small"; for i in $(seq "$small"); do echo "$i" > "$d/small/f$i"; done; }
@@ -100,8 +102,9 @@ set -eu
 dir=$(mktemp -d /var/tmp/dpu-offload-bench.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
 mkdir "$dir/bin" "$dir/work"
-for app in $APPLETS; do ln -s "$(command -v busybox)" "$dir/bin/$app"; done
-PATH="$dir/bin" busybox sh -c "$WORKLOAD" sh "$dir/work" "$@"
+busybox=$(command -v busybox)
+for app in $APPLETS; do ln -s "$busybox" "$dir/bin/$app"; done
+PATH="$dir/bin" "$busybox" sh -c "$WORKLOAD" sh "$dir/work" "$@"
 """
 
 

@@ -230,6 +230,13 @@ def test_shim_flags_as_containerd_passes_them():
                                              'publish-binary': '/usr/bin/containerd', 'id': 'c1'}
 
 
+def test_a_groups_socket_is_where_the_stock_shim_puts_it():
+    # Read in the lab: the address file of a docker container's bundle, written by the HOST's stock shim.
+    container = '42c7728a22c3982b48e3ec901a982d91da0669c84b2e5ffb9c95fdaf7b9a28f8'
+    assert offload_shim.shim_socket('/run/containerd/s', '/run/containerd/containerd.sock', 'moby', container) == (
+        'unix:///run/containerd/s/ba93b8797f97739a5f7e663e996a39af12e576adc718425e0014afecae9444e5')
+
+
 def test_group_is_the_first_group_annotation_else_the_container():
     sandbox = {'annotations': {'io.kubernetes.cri.sandbox-id': 'pod1'}}
     assert offload_shim.group_of(sandbox, 'c1') == 'pod1'
