@@ -115,7 +115,7 @@ def parse(output):
         parts = line.split()
         if len(parts) == 2 and parts[1].isascii() and parts[1].isdigit():
             figures[parts[0]] = int(parts[1]) / 1e6
-    missing = [name for name, _ in ROWS if name not in figures]
+    missing = [name for name, _label in ROWS if name not in figures]
     if missing:
         raise ValueError("the workload printed no figure for %s:\n%s" % (", ".join(missing), output))
     return figures
@@ -123,7 +123,7 @@ def parse(output):
 
 def medians(runs):
     """{row: median seconds} over a list of parse() results."""
-    return {name: statistics.median(run[name] for run in runs) for name, _ in ROWS}
+    return {name: statistics.median(run[name] for run in runs) for name, _label in ROWS}
 
 
 def in_container(dpu, runtime, small, tree):
@@ -153,7 +153,7 @@ def main():
            "FAT_FILE_KIB": str(FAT_FILE_KIB)}
     bench_engine.on_dpu(args.dpu, PREPARE, env=env)
     columns = {"offloaded": [], "local": [], "host": []}
-    for _ in range(runs):
+    for _run in range(runs):
         columns["offloaded"].append(in_container(args.dpu, "", small, tree))
         columns["local"].append(in_container(args.dpu, local, small, tree))
         columns["host"].append(on_host(args.host, small, tree))
