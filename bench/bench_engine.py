@@ -13,7 +13,9 @@ On the DPU of a pair deployed with playbooks/offload.yml (stock mode):
 - `ctr run --rm IMAGE true`, offloaded;
 - a pod through CRI (RunPodSandbox + CreateContainer + StartContainer, as
   kubelet starts one), offloaded against CRI's local runtime handler
-  `dpu-local` (the lab enables it: stock_engine_cri_local_runtime);
+  `dpu-local` (the lab enables it: stock_engine_cri_local_runtime), in the
+  host's network and with a network of its own (CNI: on the HOST through the
+  relay for the offloaded pod, on the DPU for the local one);
 - where the time of one offloaded shim call goes: the rexec client's start-up
   against the floor `python3 -I -S -c "import ssl, socket"`, and a whole
   rexec round trip of `ps` on the HOST.
@@ -143,6 +145,8 @@ def main():
         pod_runs = 3 if args.quick else 10
         local_pods = cri_pods.pod_starts(dpu, pod_runs, IMAGE, handler="dpu-local")
         off_pods = cri_pods.pod_starts(dpu, pod_runs, IMAGE)
+        local_net_pods = cri_pods.pod_starts(dpu, pod_runs, IMAGE, handler="dpu-local", own_network=True)
+        off_net_pods = cri_pods.pod_starts(dpu, pod_runs, IMAGE, own_network=True)
     finally:
         on_dpu(dpu, CLEANUP)
     print("\n%d runs per row on %s (ms)%s\n" % (runs, dpu, " -- QUICK MODE, figures not meaningful" if args.quick else ""))
@@ -157,13 +161,19 @@ def main():
     row("rexec round trip: ps on the HOST", round_trip)
     row("CRI pod start (sandbox + container running), local runtime on the DPU, %d runs" % len(local_pods), local_pods)
     pod_median = row("CRI pod start, offloaded (target: at most 1.5x local)", off_pods, local_pods)
+    row("CRI pod start with its own network, local runtime (CNI on the DPU)", local_net_pods)
+    net_median = row("CRI pod start with its own network, offloaded (CNI on the HOST; target: at most 1.5x local)",
+                     off_net_pods, local_net_pods)
     print("\nWhere a docker run goes (medians, ms):\n\n| phase | local | offloaded | extra |\n|---|---|---|---|")
     for name, loc, off in zip(("create (dockerd on the DPU)", "start (shim, runc create + start)", "wait (exit event)",
                                "rm (task delete, shim shutdown)"), local_phases, off_phases):
         print("| %s | %.0f | %.0f | %+.0f |" % (name, statistics.median(loc), statistics.median(off),
                                                 statistics.median(off) - statistics.median(loc)))
+    print("\nWhat a network of its own adds to a pod's start (medians, ms): local %+.0f, offloaded %+.0f"
+          % (statistics.median(local_net_pods) - statistics.median(local_pods), net_median - pod_median))
     ratios = {"docker_run_offloaded_over_local": round(median / statistics.median(local_run), 2),
               "cri_pod_start_offloaded_over_local": round(pod_median / statistics.median(local_pods), 2),
+              "cri_pod_start_own_network_offloaded_over_local": round(net_median / statistics.median(local_net_pods), 2),
               "rexec_startup_over_floor": round(statistics.median(start) / statistics.median(floor), 2)}
     print("\nJSON: " + json.dumps(ratios))
     return 0
