@@ -14,7 +14,9 @@
   the lab network and comes back with its address): a container that writes
   to stdout all the time keeps writing (the HOST reads its output through a
   bounded spool that drops whole lines, counted), and afterwards, with no
-  command, docker manages it and starts new ones.
+  command, docker manages it and starts new ones. A pod with a network of
+  its own (CNI on the HOST) keeps its address and a TCP connection from the
+  HOST, which carries data the whole time.
 
 - The DPU reboots (its lab container restarts: systemd boots again, /run is
   empty): the container keeps running on the HOST, and after boot, by
@@ -35,8 +37,10 @@ import time
 
 import pytest
 import yaml
+from cri_api.v1 import api_pb2 as api
 
-from conftest import docker_container, rexec, wait
+from conftest import docker_container, processes, rexec, wait
+from cri_client import connect, pod_config, remove_pod, start_container
 
 IMAGE = 'localhost/dpu-offload/busybox:latest'
 NAME = 'fault-proof'
@@ -174,6 +178,42 @@ def chatty(dpu):
     yield from docker_container(dpu, CHATTY, IMAGE, CHATTY_LOOP, options='-i')
 
 
+# The pod's listener, and a HOST process that sends it a line every 20 ms (busybox's nc and sh).
+LISTENER = 'busybox nc -l -p 9000'  # (the test image links only a few applets)
+SENDER = ("i=0; while :; do echo \"line $i %s\"; i=$((i+1)); busybox sleep 0.02; done | busybox nc %%s 9000"
+          % ('x' * 400))
+
+
+def _rchar(hostnode, pid):
+    """Bytes the HOST process has read so far (/proc/PID/io)."""
+    return int(re.search(r'^rchar: (\d+)$', hostnode.check_output('timeout 10 cat /proc/%d/io' % pid), re.M).group(1))
+
+
+@pytest.fixture
+def net_pod(hostnode):
+    """A pod with its own network listening on 9000, a HOST process connected to it: (runtime, pod, address,
+    listener pid on the HOST, the sender's pid on the HOST)."""
+    channel, runtime, _dummy = connect()
+    config = pod_config('fault-net-pod', network=api.POD)
+    pod = runtime.RunPodSandbox(api.RunPodSandboxRequest(config=config)).pod_sandbox_id
+    sender = None
+    try:
+        # busybox's nc ends at the end of its stdin: a sleep keeps it open.
+        start_container(runtime, pod, config, 'listen', ['sh', '-c', 'sleep 1000000 | %s > /dev/null' % LISTENER])
+        address = runtime.PodSandboxStatus(api.PodSandboxStatusRequest(pod_sandbox_id=pod)).status.network.ip
+        assert wait(lambda: len(processes(hostnode, LISTENER)) == 1, timeout=20)
+        listener = processes(hostnode, LISTENER)[0]
+        sender = int(hostnode.check_output("setsid busybox sh -c '%s' </dev/null >/dev/null 2>&1 & echo $!"
+                                           % (SENDER % address)))
+        assert wait(lambda: _rchar(hostnode, listener) > 0, timeout=20)
+        yield runtime, pod, address, listener, sender
+    finally:
+        if sender:
+            hostnode.run('kill -- -%d' % sender)  # its process group: the shell, its sleep and nc
+        remove_pod(runtime, pod)
+        channel.close()
+
+
 def _log_gaps(dpu, name):
     """(lines, lines missing between them) of the chatty container's docker log, counted on the DPU.
 
@@ -190,17 +230,21 @@ def _log_gaps(dpu, name):
 # print every stack).
 @pytest.mark.timeout(CUT + RECOVERY + 240)
 @pytest.mark.skipif(os.environ.get('LINK_CUT') == '0', reason='LINK_CUT=0: the link cut is left out')
-def test_a_cut_link_neither_stops_nor_blocks_a_chatty_container(hostnode, dpu, link, chatty):
+def test_a_cut_link_neither_stops_nor_blocks_a_chatty_container(hostnode, dpu, link, chatty, net_pod):
     inspect = json.loads(dpu.check_output('timeout 30 docker inspect %s' % chatty))[0]
     pid, cid = inspect['State']['Pid'], inspect['Id']
+    runtime, pod, address, listener, sender = net_pod
     since = hostnode.check_output('timeout 10 date +%s')
     assert wait(lambda: _wchar(hostnode, pid) > 0, timeout=10)
     link.cut()
     cut_at = time.monotonic()
     time.sleep(10)
-    before = _wchar(hostnode, pid)
+    before, pod_before = _wchar(hostnode, pid), _rchar(hostnode, listener)
     time.sleep(CUT - 15)
     written = _wchar(hostnode, pid) - before
+    # The pod's network is the HOST's alone: its connection carried data through the cut (about 20 KiB/s).
+    received = _rchar(hostnode, listener) - pod_before
+    assert received > 100 << 10, 'the pod received %d bytes in %d s of the cut' % (received, CUT - 15)
     # Not blocked: it wrote far more than the fifo, the session and the spool could have held.
     assert written > 4 << 20, '%d bytes written in %d s of the cut' % (written, CUT - 15)
     assert hostnode.run('timeout 10 test -e /proc/%d' % pid).rc == 0
@@ -218,6 +262,12 @@ def test_a_cut_link_neither_stops_nor_blocks_a_chatty_container(hostnode, dpu, l
     assert rexec(hostnode, '/usr/bin/true', limit=30).rc == 126
     state = json.loads(dpu.check_output('timeout 30 docker inspect %s' % chatty))[0]['State']
     assert state['Running'] and state['Pid'] == pid
+    # The pod: the same address, the same connection (its sender never saw it break), still carrying data.
+    status = runtime.PodSandboxStatus(api.PodSandboxStatusRequest(pod_sandbox_id=pod), timeout=30).status
+    assert status.network.ip == address and status.state == api.SANDBOX_READY
+    assert hostnode.run('timeout 10 test -e /proc/%d' % sender).rc == 0
+    pod_after = _rchar(hostnode, listener)
+    assert wait(lambda: _rchar(hostnode, listener) > pod_after, timeout=10)
     # What was dropped is what the HOST counted: a burst of drops that ended (the spool takes bytes
     # again) or a session that ended (the link took it down; what its spool still held is counted
     # too) is a gap in docker's log of the lines it counted. A session that broke also loses what
