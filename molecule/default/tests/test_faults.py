@@ -22,6 +22,7 @@
   empty): the container keeps running on the HOST, and after boot, by
   themselves and in order, the mounts (bundles and fifos kept on disk), the
   forwarders and the engine come back and docker manages it again, same pid.
+  The pod with a network of its own keeps its address and its connection.
 - The HOST reboots: its containers die with it; the DPU's engine reports
   them exited once the HOST is back (its boot unit remounts before rexec
   starts), and a --restart=always container runs again on the HOST.
@@ -210,6 +211,9 @@ def net_pod(hostnode):
     finally:
         if sender:
             hostnode.run('kill -- -%d' % sender)  # its process group: the shell, its sleep and nc
+        channel.close()
+        # A new channel: a rebooted DPU's socket is another path (/proc/PID/root of its new pid 1).
+        channel, runtime, _dummy = connect()
         remove_pod(runtime, pod)
         channel.close()
 
@@ -289,7 +293,7 @@ def test_a_cut_link_neither_stops_nor_blocks_a_chatty_container(hostnode, dpu, l
     assert wait(settled, timeout=60), tally
     journal = dpu.check_output('timeout 30 journalctl -u containerd.service --since @%s --no-pager' % since)
     assert not [line for line in journal.splitlines() if 'shim disconnected' in line and cid in line]
-    report('link cut %d s' % CUT, '1/1', recovery, tally['missing'])
+    report('link cut %d s' % CUT, '2/2', recovery, tally['missing'])
 
 
 # --------------------------------------------------------------------------
@@ -312,10 +316,14 @@ def survivor(dpu):
     yield from docker_container(dpu, 'fault-reboot', IMAGE, LOOP)
 
 
-def test_a_dpu_reboot_keeps_the_container_running_and_managed(hostnode, dpu, survivor):
+def test_a_dpu_reboot_keeps_the_container_running_and_managed(hostnode, dpu, survivor, net_pod):
     pid = json.loads(dpu.check_output('docker inspect %s' % survivor))[0]['State']['Pid']
+    _runtime, pod, address, listener, sender = net_pod
+    pod_before = _rchar(hostnode, listener)
     rebooted = time.monotonic()
     _reboot(dpu)
+    # While the DPU boots, the pod's connection from the HOST carries data.
+    assert _rchar(hostnode, listener) > pod_before
     assert wait(lambda: _booted(dpu), timeout=BOOT)
     assert wait(lambda: _exec_works(dpu, survivor), timeout=BOOT), 'docker exec fails after the DPU booted'
     recovery = time.monotonic() - rebooted
@@ -326,9 +334,19 @@ def test_a_dpu_reboot_keeps_the_container_running_and_managed(hostnode, dpu, sur
     assert wait(lambda: len(dpu.check_output('docker logs %s' % survivor).splitlines()) > lines + 3, timeout=20)
     assert dpu.check_output('systemctl is-active dpu-offload-stock-mounts.service') == 'active'
     assert dpu.run('findmnt /run/containerd/io.containerd.runtime.v2.task').rc == 0
+    # The pod: CRI on the rebooted DPU reports it ready with the same address; its connection never broke.
+    channel, runtime, _dummy = connect()
+    try:
+        status = runtime.PodSandboxStatus(api.PodSandboxStatusRequest(pod_sandbox_id=pod), timeout=30).status
+    finally:
+        channel.close()
+    assert status.network.ip == address and status.state == api.SANDBOX_READY
+    assert hostnode.run('timeout 10 test -e /proc/%d' % sender).rc == 0
+    pod_after = _rchar(hostnode, listener)
+    assert wait(lambda: _rchar(hostnode, listener) > pod_after, timeout=10)
     dpu.check_output('docker stop -t 1 %s' % survivor)
     assert wait(lambda: not hostnode.file('/proc/%d' % pid).exists)
-    report('DPU reboot', '1/1', recovery, 0)
+    report('DPU reboot', '2/2', recovery, 0)
 
 
 @pytest.fixture
