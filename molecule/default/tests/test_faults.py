@@ -109,12 +109,19 @@ def test_a_killed_rexec_server_comes_back_and_the_container_stays_managed(reques
 
 
 @pytest.mark.parametrize('unit', ['docker.service', 'containerd.service'])
-def test_a_restarted_engine_keeps_the_container_running_and_managed(unit, hostnode, dpu, container):
+def test_a_restarted_engine_keeps_the_container_running_and_managed(unit, hostnode, dpu, container, net_pod):
     pid = _state(dpu)['Pid']
+    runtime, pod, address, listener, sender = net_pod
     restarted = time.monotonic()
     dpu.check_output('systemctl restart %s' % unit)
     recovery = _still_managed(hostnode, dpu, container, pid, restarted, timeout=60)
-    report('%s restart (DPU)' % unit.split('.')[0], '1/1', recovery, 0)
+    # The pod with its own network: the same address, ready, its HOST connection unbroken and carrying data.
+    status = runtime.PodSandboxStatus(api.PodSandboxStatusRequest(pod_sandbox_id=pod), timeout=30).status
+    assert status.network.ip == address and status.state == api.SANDBOX_READY
+    assert hostnode.run('timeout 10 test -e /proc/%d' % sender).rc == 0
+    received = _rchar(hostnode, listener)
+    assert wait(lambda: _rchar(hostnode, listener) > received, timeout=10)
+    report('%s restart (DPU)' % unit.split('.')[0], '2/2', recovery, 0)
 
 
 def test_the_container_stops_and_goes_after_the_faults(hostnode, dpu, container):
