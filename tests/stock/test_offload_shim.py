@@ -296,3 +296,46 @@ def test_a_regular_file_where_the_groups_socket_should_be_is_not_joined(tmp_path
     listener.close()
     pathlib.Path(address[len('unix://'):]).write_text('')
     assert offload_shim.joined_shim(str(bundle), argv, sockets) is None
+
+
+# The HOST may write the bundles directory (issue 31, point 4): what it plants there is never followed.
+def test_a_config_json_that_is_a_link_or_a_fifo_refuses_the_start_before_the_host_runs_anything(
+        config, tmp_path, capfd, monkeypatch):
+    path, _client, calls = config
+    victim = tmp_path / 'dpu-secret.json'
+    victim.write_text('{}')
+    for plant in (lambda p: p.symlink_to(victim), lambda p: os.mkfifo(str(p))):
+        bundle = tmp_path / ('bundle-%d' % len(list(tmp_path.iterdir())))
+        bundle.mkdir()
+        plant(bundle / 'config.json')
+        monkeypatch.chdir(bundle)
+        assert offload_shim.main(['-namespace', 'moby', '-id', 'x', 'start'], path) == 1
+        assert 'not a regular file' in capfd.readouterr().err
+    assert calls == []
+
+
+def test_a_link_planted_at_the_temporary_name_is_not_written_through(tmp_path, monkeypatch):
+    victim = tmp_path / 'shim.json'
+    victim.write_text('the DPU own file')
+    bundle = tmp_path / 'bundle'
+    bundle.mkdir()
+    (bundle / 'config.json').write_text(json.dumps({'hooks': {'prestart': [SETKEY]}}))
+    monkeypatch.setattr(offload_shim.os, 'urandom', lambda n: b'\x00' * n)
+    (bundle / ('.config.json.dpu-offload-' + '00' * 8)).symlink_to(victim)
+    _docker_root(tmp_path, 'none')
+    with pytest.raises(FileExistsError):
+        offload_shim.check_bundle(str(bundle), str(tmp_path / 'docker'))
+    assert victim.read_text() == 'the DPU own file'
+    assert json.loads((bundle / 'config.json').read_text()) == {'hooks': {'prestart': [SETKEY]}}
+
+
+def test_the_address_file_is_replaced_never_written_through_a_link(tmp_path):
+    victim = tmp_path / 'victim'
+    victim.write_text('kept')
+    bundle = tmp_path / 'bundle'
+    bundle.mkdir()
+    (bundle / 'address').symlink_to(victim)
+    offload_shim.write_address(str(bundle), 'unix:///run/containerd/s/' + HASH)
+    assert victim.read_text() == 'kept'
+    assert (bundle / 'address').read_text() == 'unix:///run/containerd/s/' + HASH
+    assert not (bundle / 'address').is_symlink() and sorted(p.name for p in bundle.iterdir()) == ['address']

@@ -63,6 +63,9 @@ FOREIGN_ADDRESS = ("dpu.offload: the HOST's shim answered start with %r, which i
 SHIM_SOCKET = re.compile(r"^unix://(?P<path>/[^\0\n]*/[0-9a-f]{64})\n?\Z")
 
 
+BAD_BUNDLE = ("dpu.offload: refusing to start: the bundle %s has a config.json that is not a regular file "
+              "(the HOST can write the bundles directory): %s")
+MAX_BUNDLE_FILE = 16 << 20
 # The annotations that make containers share one shim, in the stock runc shim's order.
 GROUP_LABELS = ("io.containerd.runc.v2.group", "io.kubernetes.cri.sandbox-id")
 
@@ -120,8 +123,7 @@ def joined_shim(bundle, argv, socket_dir):
     if not all(flags.get(name) for name in ("namespace", "address", "id")):
         return None
     try:
-        with open(os.path.join(bundle, "config.json"), encoding="utf-8") as handle:
-            group = group_of(json.load(handle), flags["id"])
+        group = group_of(read_bundle_json(bundle, "config.json")[0], flags["id"])
     except (OSError, ValueError):
         return None
     if group == flags["id"]:
@@ -138,10 +140,7 @@ def joined_shim(bundle, argv, socket_dir):
 
 def write_address(bundle, address):
     """bundle/address, replaced atomically (containerd reads it to reconnect after a restart)."""
-    tmp = os.path.join(bundle, ".address.%d" % os.getpid())
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(address)
-    os.replace(tmp, os.path.join(bundle, "address"))
+    replace_in_bundle(bundle, "address", address.encode("utf-8"), 0o644)
 
 
 def host_config(docker_root, container_id):
@@ -208,25 +207,49 @@ def clean_hooks(spec, docker_root):
     return spec, True
 
 
+def read_bundle_json(bundle, name):
+    """(JSON of bundle/NAME, its mode): the HOST may write the bundle, so no link is followed, no fifo waited on."""
+    fd = os.open(os.path.join(bundle, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_BUNDLE_FILE:
+            raise ValueError("%s is not a regular file of at most %d bytes" % (name, MAX_BUNDLE_FILE))
+        return json.loads(handle.read(MAX_BUNDLE_FILE + 1).decode("utf-8")), info.st_mode & 0o7777
+
+
+def replace_in_bundle(bundle, name, data, mode):
+    """bundle/NAME replaced atomically by data: a new file (O_EXCL, no link followed) renamed over it."""
+    dir_fd = os.open(bundle, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    tmp = ".%s.dpu-offload-%s" % (name, os.urandom(8).hex())
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                os.fchmod(handle.fileno(), mode)
+                handle.write(data)
+            os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except BaseException:
+            os.unlink(tmp, dir_fd=dir_fd)
+            raise
+    finally:
+        os.close(dir_fd)
+
+
 def check_bundle(bundle, docker_root):
     """Apply clean_hooks to bundle/config.json in place (atomically) when it changes anything."""
-    path = os.path.join(bundle, "config.json")
     try:
-        with open(path, encoding="utf-8") as handle:
-            spec = json.load(handle)
+        spec, mode = read_bundle_json(bundle, "config.json")
     except FileNotFoundError:
         return False
+    except (OSError, ValueError) as exc:
+        raise Refused(BAD_BUNDLE % (bundle, exc)) from exc
     container_id = os.path.basename(os.path.normpath(bundle))
     ports = published_ports(host_config(docker_root, container_id)) if CONTAINER_ID.match(container_id) else []
     if ports:
         raise Refused(PUBLISHED % (container_id[:12], ", ".join(ports)))
     spec, changed = clean_hooks(spec, docker_root)
     if changed:
-        tmp = path + ".dpu-offload"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, os.stat(path).st_mode & 0o7777)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(spec, handle)
-        os.replace(tmp, path)
+        replace_in_bundle(bundle, "config.json", json.dumps(spec).encode("utf-8"), mode)
     return changed
 
 
