@@ -265,3 +265,22 @@ def test_the_server_loads_no_client_code():
 def test_the_stream_tools_load_no_server_code(tool):
     loaded = _loaded("import dpu_offload_rexec.%s" % tool)
     assert "pump" in loaded and "dial" in loaded and not loaded & (SERVER_SIDE | {"client"})
+
+
+# A bundle's address file is the HOST's to write (issue 31, point 4): the forwarder reads it without following a
+# link (to a DPU file) or waiting on a fifo (which would stop every forward).
+def test_address_file_read_only_when_regular(tmp_path):
+    from dpu_offload_rexec.forward import read_address_file  # pylint: disable=import-outside-toplevel
+    good = tmp_path / "address"
+    good.write_text("unix:///run/containerd/s/" + "a" * 64 + "\n")
+    assert read_address_file(str(good)) == "unix:///run/containerd/s/" + "a" * 64
+    secret = tmp_path / "secret"
+    secret.write_text("unix:///run/containerd/containerd.sock")
+    link = tmp_path / "link"
+    link.symlink_to(secret)
+    with pytest.raises(OSError):
+        read_address_file(str(link))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(str(fifo))
+    with pytest.raises(ValueError, match="not a regular file"):
+        read_address_file(str(fifo))

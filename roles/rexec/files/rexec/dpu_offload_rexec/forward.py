@@ -17,6 +17,7 @@ after a restart.  With --resume-ttrpc a connection outlives a lost leg
 """
 
 import argparse
+import errno
 import glob
 import os
 import socket
@@ -35,6 +36,16 @@ from .settings import parse_allow
 from .wire import T_CONNECT, ConnectionLost, Failure, ProtocolError
 
 PROG = "rexec_forward"
+
+
+def read_address_file(name, limit=4096):
+    """The text of a bundle's address file; ValueError when it is not a regular file (the HOST may write the
+    bundles: a link is not followed, a fifo not waited on)."""
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise ValueError("not a regular file")
+        return handle.read(limit).decode("utf-8", "replace").strip()
 
 
 def log(message):
@@ -239,10 +250,16 @@ class Forwarder:
             for name in glob.glob(os.path.join(glob.escape(directory), "*", "*", "address")):
                 seen.add(name)
                 try:
-                    with open(name, "rb") as handle:
-                        text = handle.read(4096).decode("utf-8", "replace").strip()
-                except OSError:
+                    text = read_address_file(name)
+                except ValueError as exc:
+                    self.complain(name, "%s: ignoring it (%s)" % (name, exc))
+                    self.addresses.pop(name, None)
                     text = None
+                except OSError as exc:
+                    text = None
+                    if exc.errno == errno.ELOOP:
+                        self.complain(name, "%s: ignoring it (a link)" % name)
+                        self.addresses.pop(name, None)
                 if text is not None:
                     if text.startswith("unix://") and text[len("unix://"):].startswith("/"):
                         self.addresses[name] = os.path.normpath(text[len("unix://"):])
