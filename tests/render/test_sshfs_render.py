@@ -74,11 +74,12 @@ STOCK_RUNTIME = 'dir_cache=no,entry_timeout=0,attr_timeout=0,negative_timeout=0'
 STOCK_EXTRA = {
     '/var/lib/containerd/io.containerd.snapshotter.v1.native': 'auto_cache',
     '/run/containerd/io.containerd.runtime.v2.task': STOCK_RUNTIME,
-    '/run/containerd/fifo': STOCK_RUNTIME,
+    # The stdio fifo directories: read-only since issue 31's point 4 (the HOST only opens the fifos).
+    '/run/containerd/fifo': STOCK_RUNTIME + ',ro',
     '/var/lib/docker/vfs': 'auto_cache',
     '/var/lib/docker/containers': 'ro',
-    '/run/docker/containerd': STOCK_RUNTIME,
-    '/run/containerd/io.containerd.grpc.v1.cri/containers': STOCK_RUNTIME,
+    '/run/docker/containerd': STOCK_RUNTIME + ',ro',
+    '/run/containerd/io.containerd.grpc.v1.cri/containers': STOCK_RUNTIME + ',ro',
     '/run/containerd/io.containerd.grpc.v1.cri/sandboxes': STOCK_RUNTIME + ',ro',
     '/var/lib/containerd/io.containerd.grpc.v1.cri': 'ro',
 }
