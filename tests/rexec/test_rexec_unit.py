@@ -284,3 +284,23 @@ def test_address_file_read_only_when_regular(tmp_path):
     os.mkfifo(str(fifo))
     with pytest.raises(ValueError, match="not a regular file"):
         read_address_file(str(fifo))
+
+
+def test_scans_do_not_follow_a_link_the_peer_planted(tmp_path):
+    from dpu_offload_rexec.watch import glob_no_links, watch_dirs  # pylint: disable=import-outside-toplevel
+    bundles = tmp_path / "bundles"
+    (bundles / "moby" / "c1").mkdir(parents=True)
+    (bundles / "moby" / "c1" / "address").write_text("unix:///run/containerd/s/x")
+    elsewhere = tmp_path / "dpu-etc"
+    (elsewhere / "c2").mkdir(parents=True)
+    (elsewhere / "c2" / "address").write_text("unix:///run/containerd/containerd.sock")
+    (bundles / "k8s.io").symlink_to(elsewhere)
+    (bundles / "moby" / "c3").symlink_to(elsewhere / "c2")
+    pattern = str(bundles / "*" / "*" / "address")
+    assert glob_no_links(pattern) == [str(bundles / "moby" / "c1" / "address")]
+    assert sorted(watch_dirs([str(bundles / "*" / "*")])) == sorted(
+        [str(bundles), str(bundles / "moby"), str(bundles / "moby" / "c1")])
+    # The fixed prefix may be a link (a persisted directory bound or linked by the deploy).
+    (tmp_path / "run").symlink_to(bundles)
+    assert glob_no_links(str(tmp_path / "run" / "*" / "*" / "address")) == [
+        str(tmp_path / "run" / "moby" / "c1" / "address")]

@@ -18,7 +18,6 @@ See docs/rexec.md.
 
 import argparse
 import errno
-import glob
 import os
 import select
 import ssl
@@ -298,7 +297,7 @@ class FifoRelay:
     def scan(self):
         found = {}
         for pattern in self.watch:
-            for directory in glob.glob(pattern) if glob.has_magic(pattern) else [pattern]:
+            for directory in watch.glob_no_links(pattern):
                 try:
                     names = os.listdir(directory)
                 except OSError:

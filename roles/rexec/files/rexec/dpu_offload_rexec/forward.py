@@ -247,7 +247,7 @@ class Forwarder:
         found = {}
         seen = set()
         for directory in self.watch:
-            for name in glob.glob(os.path.join(glob.escape(directory), "*", "*", "address")):
+            for name in watch.glob_no_links(os.path.join(glob.escape(directory), "*", "*", "address")):
                 seen.add(name)
                 try:
                     text = read_address_file(name)

@@ -10,6 +10,21 @@ import os
 import select
 
 
+# Watches one scanner adds at most: the directories are the peer's to make (issue 31, point 4), and
+# inotify watches are counted per user, shared with every other root daemon of the machine.
+MAX_WATCHES = 4096
+
+
+def glob_no_links(pattern):
+    """glob(pattern), without a path that goes through a symbolic link below the pattern's fixed prefix: the
+    peer may write these directories, and a link it plants would lead a root scanner anywhere."""
+    parts = pattern.rstrip("/").split("/")
+    start = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+    matches = glob.glob(pattern) if glob.has_magic(pattern) else [pattern]
+    return [path for path in matches
+            if not any(os.path.islink("/".join(path.split("/")[:end])) for end in range(start + 1, len(parts) + 1))]
+
+
 class Inotify:
     """Wakes a scan loop as soon as something is created or written in a watched directory (Linux inotify).
 
@@ -43,6 +58,8 @@ class Inotify:
             return 0
         added = 0
         for directory in directories:
+            if len(self.watched) >= MAX_WATCHES:
+                break
             if directory not in self.watched and self._add(self.fd, os.fsencode(directory),
                                                            self.IN_CREATE | self.IN_MOVED_TO | self.IN_CLOSE_WRITE | self.IN_ONLYDIR) >= 0:
                 self.watched.add(directory)
@@ -75,5 +92,5 @@ def watch_dirs(patterns):
         start = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
         for end in range(max(start, 2), len(parts) + 1):
             prefix = "/".join(parts[:end]) or "/"
-            found.extend(glob.glob(prefix) if glob.has_magic(prefix) else [prefix])
+            found.extend(glob_no_links(prefix))
     return [d for d in dict.fromkeys(found) if os.path.isdir(d)]
