@@ -25,7 +25,6 @@ own disk and the local runtime's are the same device here.
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 
 import bench_engine
@@ -133,10 +132,8 @@ def in_container(dpu, runtime, small, tree):
 
 
 def on_host(host, small, tree):
-    out = subprocess.run(["docker", "exec", "-e", "APPLETS=" + APPLETS, "-e", "WORKLOAD=" + WORKLOAD, host,
-                          "sh", "-c", ON_HOST, "sh", str(small), str(tree)],
-                         check=True, capture_output=True, text=True).stdout
-    return parse(out)
+    return parse(bench_engine.on_dpu(host, ON_HOST, str(small), str(tree),
+                                     env={"APPLETS": APPLETS, "WORKLOAD": WORKLOAD}))
 
 
 def main():
